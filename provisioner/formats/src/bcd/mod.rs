@@ -1,0 +1,1 @@
+//! BCD stores: the object/element model on top of a registry hive.

@@ -1,0 +1,1 @@
+//! Fixed-VHD footers (Microsoft Virtual Hard Disk Image Format Specification).
