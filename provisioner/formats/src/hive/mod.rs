@@ -45,3 +45,5 @@ pub mod value_type {
     pub const REG_RESOURCE_REQUIREMENTS_LIST: u32 = 10;
     pub const REG_QWORD: u32 = 11;
 }
+
+pub mod regtext;

@@ -1,0 +1,1 @@
+//! .reg text import/export (owned by the regtext helper).
