@@ -11,6 +11,8 @@
 //! ```
 mod deps;
 mod util;
+#[cfg(test)]
+mod tidy;
 
 use std::process::ExitCode;
 
