@@ -19,6 +19,7 @@ pub mod bytes;
 pub mod error;
 pub mod hive;
 pub mod mbr;
+pub mod policy;
 pub mod vhd;
 
 pub use error::{Error, ErrorKind, Format, Result};

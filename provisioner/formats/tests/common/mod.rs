@@ -62,7 +62,11 @@ pub const BCD_STORES: &[&str] = &[
 /// when it is not (the README's test command installs it).
 pub fn require_tool(name: &str) -> PathBuf {
     let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file()))
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
         .flatten();
     found.unwrap_or_else(|| panic!("oracle tool `{name}` is not installed; run the README's test command (`cargo xtask ci`) which installs it"))
 }
