@@ -29,6 +29,28 @@
 //! regtext::export(&Hive, key_path, &mut String) -> Result<()>  byte-identical to hivexregedit --export
 //! regtext::parse(&str) -> Result<RegFile>; regtext::apply(&RegFile, &mut Editor) -> Result<()>
 //! ```
+//!
+//! Beyond the contract (additions, all stable):
+//!
+//! * zero-copy views: `Key::name_raw()/name_bytes()/name_is_compressed()/name_eq()`,
+//!   `Value::name_raw()/name_bytes()`, `Key::class_bytes()`, `Key::value_offsets()`,
+//!   `Key::visit_subkeys()` (no allocation), `Value::storage()` (inline / cell / `db`);
+//! * `Key::security() -> Option<Security>` (sk offset, `refcount()`, `descriptor()` bytes,
+//!   flink/blink), nk counters and "largest …" fields, `Key::subkey_list_kind()`;
+//! * `Hive::check() -> HiveStats`: full validation (checksum, sequence numbers, the whole hbin
+//!   chain, every cell size, every referenced cell starts an allocated cell, subkey counts);
+//!   `Hive::bins()`, `Hive::bin_cells()`, `Hive::key_at()/value_at()`;
+//! * `NewHive::bcd()` (the `bcdedit /createstore` shape) and `NewHive::default()` (minor 5,
+//!   `lh`); `BCD_ROOT_SD`/`BCD_CHILD_SD` (the two descriptors bcdedit writes);
+//! * `names`: Windows-style `upcase_unit`, `lh_hash`, `lf_hint`, `encode_name`.
+//!
+//! Offsets: cell offsets are hbin-relative (file offset − 0x1000); every [`crate::Error`]
+//! carries the absolute FILE offset, and messages about cells name both (e.g. hivex's
+//! "not a valid block (0x5480)" is a file offset: cell 0x4480).
+//!
+//! Verified against hivex 1.3.23 (the oracle) and Windows-made fixtures: every fixture's
+//! keys/values/data equal its `.hivex.reg`; Windows' own subkey lists satisfy our sort order,
+//! `lf` hints and `lh` hashes; hives we write export through hivex exactly as modelled.
 
 pub mod value_type {
     //! Registry value type codes (winnt.h).
@@ -46,4 +68,15 @@ pub mod value_type {
     pub const REG_QWORD: u32 = 11;
 }
 
+mod editor;
+mod names;
+mod reader;
 pub mod regtext;
+
+pub use editor::{Editor, NewHive, BCD_CHILD_SD, BCD_ROOT_SD};
+pub use names::{cmp_units_ignore_case, encode_name, lf_hint, lh_hash, upcase_unit, RawName};
+pub use reader::{
+    base_block_xor, windows_checksum, BaseBlock, BinInfo, DataStorage, Hive, HiveStats, Key,
+    ListKind, Security, Value, BASE_BLOCK_SIZE, BIG_DATA_SEGMENT, KEY_COMP_NAME, KEY_HIVE_ENTRY,
+    KEY_NO_DELETE, KEY_SYM_LINK, MAX_DEPTH, NIL, VALUE_COMP_NAME,
+};
