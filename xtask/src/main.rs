@@ -10,9 +10,9 @@
 //! cargo xtask bench            speed goals as ratios against baselines measured in the same run
 //! ```
 mod deps;
-mod util;
 #[cfg(test)]
 mod tidy;
+mod util;
 
 use std::process::ExitCode;
 
@@ -56,7 +56,14 @@ fn ci() -> Result<(), String> {
     deps::ensure_all()?;
     let root = workspace_root();
     Step::new("fmt").run(cargo(&root).args(["fmt", "--all", "--check"]))?;
-    Step::new("clippy").run(cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    Step::new("clippy").run(cargo(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     Step::new("no_std build of ufd-formats for x86_64-unknown-uefi").run(cargo(&root).args([
         "build",
         "-p",
@@ -97,31 +104,48 @@ fn demo() -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     Step::new("build ufd").run(cargo(&root).args(["build", "--release", "-p", "ufd"]))?;
     let ufd = root.join("target/release/ufd");
-    Step::new("ufd sample (generate the built-in sample UFD artefacts)")
-        .run(std::process::Command::new(&ufd).arg("sample").arg("--out").arg(&out))?;
-    Step::new("ufd inspect (the sample UFD image)")
-        .run(std::process::Command::new(&ufd).arg("inspect").arg(out.join("ufd.img")))?;
+    Step::new("ufd sample (generate the built-in sample UFD artefacts)").run(
+        std::process::Command::new(&ufd)
+            .arg("sample")
+            .arg("--out")
+            .arg(&out),
+    )?;
+    Step::new("ufd inspect (the sample UFD image)").run(
+        std::process::Command::new(&ufd)
+            .arg("inspect")
+            .arg(out.join("ufd.img")),
+    )?;
     Ok(())
 }
 
 fn fuzz(secs: u64) -> Result<(), String> {
     let root = workspace_root();
     deps::ensure_cargo_fuzz()?;
-    let fuzz_dir = root.join("fuzz");
-    let targets = run(std::process::Command::new("cargo").current_dir(&fuzz_dir).args(["+nightly", "fuzz", "list"]))?;
+    let fuzz_dir = root.join("provisioner/formats/fuzz");
+    let targets = run(std::process::Command::new("cargo")
+        .current_dir(&fuzz_dir)
+        .args(["+nightly", "fuzz", "list"]))?;
     let seeds = fuzz_dir.join("seeds.sh");
     if seeds.is_file() {
-        Step::new("seed corpora").run(std::process::Command::new("bash").arg(&seeds).current_dir(&fuzz_dir))?;
+        Step::new("seed corpora").run(
+            std::process::Command::new("bash")
+                .arg(&seeds)
+                .current_dir(&fuzz_dir),
+        )?;
     }
     for t in targets.lines().map(str::trim).filter(|t| !t.is_empty()) {
-        Step::new(&format!("fuzz {t} for {secs} s")).run(std::process::Command::new("cargo").current_dir(&fuzz_dir).args([
-            "+nightly",
-            "fuzz",
-            "run",
-            t,
-            "--",
-            &format!("-max_total_time={secs}"),
-        ]))?;
+        Step::new(&format!("fuzz {t} for {secs} s")).run(
+            std::process::Command::new("cargo")
+                .current_dir(&fuzz_dir)
+                .args([
+                    "+nightly",
+                    "fuzz",
+                    "run",
+                    t,
+                    "--",
+                    &format!("-max_total_time={secs}"),
+                ]),
+        )?;
     }
     Ok(())
 }
