@@ -15,7 +15,11 @@ pub trait ReadAt {
     /// Total size in bytes.
     fn size(&self) -> u64;
     /// Fill `buf` from `offset`; short reads are errors.
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> core::result::Result<(), Self::Error>;
+    fn read_exact_at(
+        &mut self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> core::result::Result<(), Self::Error>;
 }
 
 impl ReadAt for &[u8] {
@@ -31,7 +35,13 @@ impl ReadAt for &[u8] {
                 buf.copy_from_slice(&self[s..e]);
                 Ok(())
             }
-            _ => Err(Error::truncated(Format::Hive, offset, "read", buf.len() as u64, (self.len() as u64).saturating_sub(offset))),
+            _ => Err(Error::truncated(
+                Format::Disk,
+                offset,
+                "read",
+                buf.len() as u64,
+                (self.len() as u64).saturating_sub(offset),
+            )),
         }
     }
 }
@@ -48,7 +58,11 @@ pub struct Bytes<'a> {
 
 impl<'a> Bytes<'a> {
     pub fn new(format: Format, data: &'a [u8]) -> Self {
-        Bytes { data, base: 0, format }
+        Bytes {
+            data,
+            base: 0,
+            format,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -62,9 +76,11 @@ impl<'a> Bytes<'a> {
     /// A sub-slice `[off, off+len)`, or a `Truncated` error naming `field`.
     pub fn slice(&self, off: usize, len: usize, field: &'static str) -> Result<Bytes<'a>> {
         match off.checked_add(len) {
-            Some(end) if end <= self.data.len() => {
-                Ok(Bytes { data: &self.data[off..end], base: self.base + off as u64, format: self.format })
-            }
+            Some(end) if end <= self.data.len() => Ok(Bytes {
+                data: &self.data[off..end],
+                base: self.base + off as u64,
+                format: self.format,
+            }),
             _ => Err(Error::truncated(
                 self.format,
                 self.base + off as u64,
@@ -118,7 +134,13 @@ impl<'a> Bytes<'a> {
         if found.data == sig {
             Ok(())
         } else {
-            Err(Error::signature(self.format, self.abs(off), field, sig, found.data))
+            Err(Error::signature(
+                self.format,
+                self.abs(off),
+                field,
+                sig,
+                found.data,
+            ))
         }
     }
 }

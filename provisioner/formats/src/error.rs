@@ -19,6 +19,8 @@ pub enum Format {
     /// `.reg` text ("Windows Registry Editor Version 5.00"); offsets are byte offsets in the text.
     RegText,
     Vbr,
+    /// A raw read from a disk or buffer, before any format applies (e.g. [`crate::bytes::ReadAt`]).
+    Disk,
 }
 
 impl fmt::Display for Format {
@@ -30,6 +32,7 @@ impl fmt::Display for Format {
             Format::Bcd => "BCD",
             Format::RegText => ".reg",
             Format::Vbr => "boot record",
+            Format::Disk => "disk",
         })
     }
 }
@@ -40,7 +43,10 @@ pub enum ErrorKind {
     /// The input ends before the structure does.
     Truncated { needed: u64, available: u64 },
     /// A magic value did not match. Bytes are shown as escaped ASCII.
-    BadSignature { expected: &'static [u8], found: alloc::vec::Vec<u8> },
+    BadSignature {
+        expected: &'static [u8],
+        found: alloc::vec::Vec<u8>,
+    },
     /// A numeric field has a value other than the one required.
     Mismatch { expected: u64, found: u64 },
     /// A checksum does not match the data.
@@ -69,24 +75,80 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 
 impl Error {
     pub fn new(format: Format, offset: u64, field: &'static str, kind: ErrorKind) -> Self {
-        Error { format, offset, field, kind }
+        Error {
+            format,
+            offset,
+            field,
+            kind,
+        }
     }
-    pub fn truncated(format: Format, offset: u64, field: &'static str, needed: u64, available: u64) -> Self {
-        Self::new(format, offset, field, ErrorKind::Truncated { needed, available })
+    pub fn truncated(
+        format: Format,
+        offset: u64,
+        field: &'static str,
+        needed: u64,
+        available: u64,
+    ) -> Self {
+        Self::new(
+            format,
+            offset,
+            field,
+            ErrorKind::Truncated { needed, available },
+        )
     }
-    pub fn signature(format: Format, offset: u64, field: &'static str, expected: &'static [u8], found: &[u8]) -> Self {
-        Self::new(format, offset, field, ErrorKind::BadSignature { expected, found: found.to_vec() })
+    pub fn signature(
+        format: Format,
+        offset: u64,
+        field: &'static str,
+        expected: &'static [u8],
+        found: &[u8],
+    ) -> Self {
+        Self::new(
+            format,
+            offset,
+            field,
+            ErrorKind::BadSignature {
+                expected,
+                found: found.to_vec(),
+            },
+        )
     }
-    pub fn mismatch(format: Format, offset: u64, field: &'static str, expected: u64, found: u64) -> Self {
-        Self::new(format, offset, field, ErrorKind::Mismatch { expected, found })
+    pub fn mismatch(
+        format: Format,
+        offset: u64,
+        field: &'static str,
+        expected: u64,
+        found: u64,
+    ) -> Self {
+        Self::new(
+            format,
+            offset,
+            field,
+            ErrorKind::Mismatch { expected, found },
+        )
     }
-    pub fn invalid(format: Format, offset: u64, field: &'static str, why: impl Into<String>) -> Self {
+    pub fn invalid(
+        format: Format,
+        offset: u64,
+        field: &'static str,
+        why: impl Into<String>,
+    ) -> Self {
         Self::new(format, offset, field, ErrorKind::Invalid(why.into()))
     }
-    pub fn unsupported(format: Format, offset: u64, field: &'static str, why: impl Into<String>) -> Self {
+    pub fn unsupported(
+        format: Format,
+        offset: u64,
+        field: &'static str,
+        why: impl Into<String>,
+    ) -> Self {
         Self::new(format, offset, field, ErrorKind::Unsupported(why.into()))
     }
-    pub fn not_found(format: Format, offset: u64, field: &'static str, what: impl Into<String>) -> Self {
+    pub fn not_found(
+        format: Format,
+        offset: u64,
+        field: &'static str,
+        what: impl Into<String>,
+    ) -> Self {
         Self::new(format, offset, field, ErrorKind::NotFound(what.into()))
     }
 }
@@ -110,14 +172,27 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ErrorKind::Truncated { needed, available } => {
-                write!(f, "truncated: needs {needed} bytes, only {available} available")
+                write!(
+                    f,
+                    "truncated: needs {needed} bytes, only {available} available"
+                )
             }
             ErrorKind::BadSignature { expected, found } => {
-                write!(f, "expected {}, found {}", Escaped(expected), Escaped(found))
+                write!(
+                    f,
+                    "expected {}, found {}",
+                    Escaped(expected),
+                    Escaped(found)
+                )
             }
-            ErrorKind::Mismatch { expected, found } => write!(f, "expected {expected:#x}, found {found:#x}"),
+            ErrorKind::Mismatch { expected, found } => {
+                write!(f, "expected {expected:#x}, found {found:#x}")
+            }
             ErrorKind::Checksum { expected, found } => {
-                write!(f, "checksum mismatch: computed {expected:#010x}, stored {found:#010x}")
+                write!(
+                    f,
+                    "checksum mismatch: computed {expected:#010x}, stored {found:#010x}"
+                )
             }
             ErrorKind::Invalid(why) => f.write_str(why),
             ErrorKind::Unsupported(why) => write!(f, "unsupported: {why}"),
@@ -128,7 +203,11 @@ impl fmt::Display for ErrorKind {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at byte {:#x}: {}: {}", self.format, self.offset, self.field, self.kind)
+        write!(
+            f,
+            "{} at byte {:#x}: {}: {}",
+            self.format, self.offset, self.field, self.kind
+        )
     }
 }
 

@@ -12,7 +12,11 @@ use alloc::vec::Vec;
 
 /// How binding a rule is, in the seed's own words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Level {
     /// "must", "required", "may not".
     Requirement,
@@ -70,7 +74,11 @@ pub fn rule(id: &str) -> Option<&'static Rule> {
 
 /// The result of judging one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Outcome {
     Pass,
     /// A requirement is not met, or the procedure's result is missing or wrong.
@@ -92,8 +100,18 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn new(rule: &'static str, outcome: Outcome, evidence: impl Into<String>, source: impl Into<String>) -> Self {
-        Verdict { rule, outcome, evidence: evidence.into(), source: source.into() }
+    pub fn new(
+        rule: &'static str,
+        outcome: Outcome,
+        evidence: impl Into<String>,
+        source: impl Into<String>,
+    ) -> Self {
+        Verdict {
+            rule,
+            outcome,
+            evidence: evidence.into(),
+            source: source.into(),
+        }
     }
     /// The rule's level (all verdicts use IDs from [`RULES`]).
     pub fn level(&self) -> Option<Level> {
@@ -109,7 +127,11 @@ pub const GB: u64 = 1_000_000_000;
 /// requirement. Sticks sold as "16 GB" often hold a little less than 16 x 10^9 bytes; they are
 /// reported as a recommendation miss with the exact byte count, not rounded up.
 pub fn judge_capacity(bytes: u64, strict: bool, source: &str) -> Verdict {
-    let shown = format!("{bytes} bytes ({}.{:02} GB)", bytes / GB, (bytes % GB) / (GB / 100));
+    let shown = format!(
+        "{bytes} bytes ({}.{:02} GB)",
+        bytes / GB,
+        (bytes % GB) / (GB / 100)
+    );
     let outcome = if bytes < 8 * GB {
         Outcome::Fail
     } else if bytes < 16 * GB {
@@ -123,7 +145,9 @@ pub fn judge_capacity(bytes: u64, strict: bool, source: &str) -> Verdict {
     };
     let evidence = match outcome {
         Outcome::Fail if bytes < 8 * GB => format!("{shown}: below the 8 GB minimum"),
-        Outcome::Fail => format!("{shown}: below 16 GB (strict mode: the Prerequisites' \"at least 16 GB\")"),
+        Outcome::Fail => {
+            format!("{shown}: below 16 GB (strict mode: the Prerequisites' \"at least 16 GB\")")
+        }
         Outcome::Warn => format!("{shown}: at least 8 GB but below the recommended 16 GB"),
         _ => format!("{shown}: at least 16 GB"),
     };
@@ -133,7 +157,12 @@ pub fn judge_capacity(bytes: u64, strict: bool, source: &str) -> Verdict {
 /// UFD-WEAR-RESERVE: the VHD may use at most 75% of the UFD (12 GB VHD on a 16 GB stick).
 pub fn judge_wear_reserve(vhd_bytes: u64, ufd_bytes: u64, source: &str) -> Verdict {
     if ufd_bytes == 0 {
-        return Verdict::new(UFD_WEAR_RESERVE, Outcome::Fail, "UFD capacity is 0 bytes", source);
+        return Verdict::new(
+            UFD_WEAR_RESERVE,
+            Outcome::Fail,
+            "UFD capacity is 0 bytes",
+            source,
+        );
     }
     // free share in basis points, without floating point (no_std) and without overflow
     let used_bp = (u128::from(vhd_bytes) * 10_000 / u128::from(ufd_bytes)) as u64;
@@ -144,7 +173,11 @@ pub fn judge_wear_reserve(vhd_bytes: u64, ufd_bytes: u64, source: &str) -> Verdi
         free_bp % 100
     );
     // Exact test (the percentage above is rounded down for display): vhd <= 75% of the UFD.
-    let outcome = if u128::from(vhd_bytes) * 4 <= u128::from(ufd_bytes) * 3 { Outcome::Pass } else { Outcome::Warn };
+    let outcome = if u128::from(vhd_bytes) * 4 <= u128::from(ufd_bytes) * 3 {
+        Outcome::Pass
+    } else {
+        Outcome::Warn
+    };
     Verdict::new(UFD_WEAR_RESERVE, outcome, evidence, source)
 }
 
@@ -154,14 +187,21 @@ pub fn judge_wear_reserve(vhd_bytes: u64, ufd_bytes: u64, source: &str) -> Verdi
 ///
 /// "Empty" means the list holds no non-empty string: zero bytes, a lone NUL, or `""` + NUL
 /// (what `reg add ... /t REG_MULTI_SZ /d ""` leaves) all mean no page file (WES7 PagingFiles doc).
-pub fn judge_paging(paging_files: Option<&[u8]>, existing_present: bool, control_set: &str, source: &str) -> Verdict {
+pub fn judge_paging(
+    paging_files: Option<&[u8]>,
+    existing_present: bool,
+    control_set: &str,
+    source: &str,
+) -> Verdict {
     let entries: Vec<String> = match paging_files {
         Some(data) => multi_sz_strings(data),
         None => Vec::new(),
     };
     let mut problems = Vec::new();
     if paging_files.is_none() {
-        problems.push(String::from("PagingFiles is absent (Windows then uses its default page file)"));
+        problems.push(String::from(
+            "PagingFiles is absent (Windows then uses its default page file)",
+        ));
     } else if !entries.is_empty() {
         problems.push(format!("PagingFiles = {entries:?}"));
     }
@@ -176,17 +216,29 @@ pub fn judge_paging(paging_files: Option<&[u8]>, existing_present: bool, control
             source,
         )
     } else {
-        Verdict::new(IMG_PAGING_OFF, Outcome::Fail, format!("{control_set}: {}", problems.join("; ")), source)
+        Verdict::new(
+            IMG_PAGING_OFF,
+            Outcome::Fail,
+            format!("{control_set}: {}", problems.join("; ")),
+            source,
+        )
     }
 }
 
 /// Non-empty strings of REG_MULTI_SZ data (UTF-16LE, NUL-separated).
 pub fn multi_sz_strings(data: &[u8]) -> Vec<String> {
-    let units: Vec<u16> = data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = data
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     units
         .split(|&u| u == 0)
         .filter(|s| !s.is_empty())
-        .map(|s| char::decode_utf16(s.iter().copied()).map(|r| r.unwrap_or('\u{fffd}')).collect())
+        .map(|s| {
+            char::decode_utf16(s.iter().copied())
+                .map(|r| r.unwrap_or('\u{fffd}'))
+                .collect()
+        })
         .collect()
 }
 
@@ -231,7 +283,11 @@ pub const CM_SERVICE_USB_DISK_BOOT_LOAD: u32 = 0x4;
 /// IMG-USB-BOOT-DRIVERS from `Control\BootDriverFlags` and the start types of the USB boot-path
 /// services (`usbehci`, `usbuhci`, `usbohci`, `usbhub`, `usbstor`, ...; Start 0 = boot).
 /// Passes when BootDriverFlags has the USB bit, or when every listed service starts at boot.
-pub fn judge_usb_boot_drivers(boot_driver_flags: Option<u32>, services: &[(&str, Option<u32>)], source: &str) -> Verdict {
+pub fn judge_usb_boot_drivers(
+    boot_driver_flags: Option<u32>,
+    services: &[(&str, Option<u32>)],
+    source: &str,
+) -> Verdict {
     let flags = boot_driver_flags.map_or(String::from("absent"), |f| format!("{f:#x}"));
     let starts: Vec<String> = services
         .iter()
@@ -243,7 +299,11 @@ pub fn judge_usb_boot_drivers(boot_driver_flags: Option<u32>, services: &[(&str,
     let evidence = format!("BootDriverFlags {flags}; {}", starts.join(", "));
     let usb_flag = boot_driver_flags.is_some_and(|f| f & CM_SERVICE_USB_DISK_BOOT_LOAD != 0);
     let all_boot_start = !services.is_empty() && services.iter().all(|(_, s)| *s == Some(0));
-    let outcome = if usb_flag || all_boot_start { Outcome::Pass } else { Outcome::Fail };
+    let outcome = if usb_flag || all_boot_start {
+        Outcome::Pass
+    } else {
+        Outcome::Fail
+    };
     Verdict::new(IMG_USB_BOOT_DRIVERS, outcome, evidence, source)
 }
 
@@ -256,10 +316,20 @@ mod tests {
     fn every_rule_of_the_design_document_is_listed_once() {
         assert_eq!(RULES.len(), 21);
         for (i, r) in RULES.iter().enumerate() {
-            assert!(RULES[i + 1..].iter().all(|o| o.id != r.id), "duplicate {}", r.id);
+            assert!(
+                RULES[i + 1..].iter().all(|o| o.id != r.id),
+                "duplicate {}",
+                r.id
+            );
         }
-        assert_eq!(rule("UFD-WEAR-RESERVE").unwrap().level, Level::Recommendation);
-        assert_eq!(rule("TOPO-NO-NESTED-HUB").unwrap().level, Level::Requirement);
+        assert_eq!(
+            rule("UFD-WEAR-RESERVE").unwrap().level,
+            Level::Recommendation
+        );
+        assert_eq!(
+            rule("TOPO-NO-NESTED-HUB").unwrap().level,
+            Level::Requirement
+        );
         assert!(rule("NOPE").is_none());
     }
 
@@ -298,14 +368,38 @@ mod tests {
 
     #[test]
     fn paging() {
-        assert_eq!(judge_paging(Some(&[]), false, "ControlSet001", "t").outcome, Outcome::Pass);
-        assert_eq!(judge_paging(Some(&msz(&[])), false, "ControlSet001", "t").outcome, Outcome::Pass);
-        assert_eq!(judge_paging(Some(&msz(&[""])), false, "ControlSet001", "t").outcome, Outcome::Pass);
-        let v = judge_paging(Some(&msz(&["?:\\pagefile.sys"])), true, "ControlSet001", "t");
+        assert_eq!(
+            judge_paging(Some(&[]), false, "ControlSet001", "t").outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge_paging(Some(&msz(&[])), false, "ControlSet001", "t").outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge_paging(Some(&msz(&[""])), false, "ControlSet001", "t").outcome,
+            Outcome::Pass
+        );
+        let v = judge_paging(
+            Some(&msz(&["?:\\pagefile.sys"])),
+            true,
+            "ControlSet001",
+            "t",
+        );
         assert_eq!(v.outcome, Outcome::Fail);
-        assert!(v.evidence.contains("?:\\\\pagefile.sys") && v.evidence.contains("ExistingPageFiles"), "{}", v.evidence);
-        assert_eq!(judge_paging(None, false, "ControlSet001", "t").outcome, Outcome::Fail);
-        assert_eq!(judge_paging(Some(&msz(&[])), true, "ControlSet001", "t").outcome, Outcome::Fail);
+        assert!(
+            v.evidence.contains("?:\\\\pagefile.sys") && v.evidence.contains("ExistingPageFiles"),
+            "{}",
+            v.evidence
+        );
+        assert_eq!(
+            judge_paging(None, false, "ControlSet001", "t").outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            judge_paging(Some(&msz(&[])), true, "ControlSet001", "t").outcome,
+            Outcome::Fail
+        );
     }
 
     #[rstest]
@@ -315,17 +409,34 @@ mod tests {
     #[case(Some(200), 200, Outcome::Fail)]
     #[case(Some(30_000), 30_000, Outcome::Pass)]
     #[case(Some(500_000), 180_000, Outcome::Pass)]
-    fn boot_device_wait(#[case] value: Option<u32>, #[case] effective: u32, #[case] expected: Outcome) {
+    fn boot_device_wait(
+        #[case] value: Option<u32>,
+        #[case] effective: u32,
+        #[case] expected: Outcome,
+    ) {
         assert_eq!(effective_boot_device_wait_ms(value), effective);
-        assert_eq!(judge_boot_device_wait(value, "ControlSet001", "t").outcome, expected);
+        assert_eq!(
+            judge_boot_device_wait(value, "ControlSet001", "t").outcome,
+            expected
+        );
     }
 
     #[test]
     fn usb_boot_drivers() {
         let svcs = [("usbehci", Some(3)), ("usbstor", Some(3))];
-        assert_eq!(judge_usb_boot_drivers(Some(4), &svcs, "t").outcome, Outcome::Pass);
-        assert_eq!(judge_usb_boot_drivers(Some(0), &svcs, "t").outcome, Outcome::Fail);
-        assert_eq!(judge_usb_boot_drivers(None, &[("usbehci", Some(0)), ("usbstor", Some(0))], "t").outcome, Outcome::Pass);
+        assert_eq!(
+            judge_usb_boot_drivers(Some(4), &svcs, "t").outcome,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge_usb_boot_drivers(Some(0), &svcs, "t").outcome,
+            Outcome::Fail
+        );
+        assert_eq!(
+            judge_usb_boot_drivers(None, &[("usbehci", Some(0)), ("usbstor", Some(0))], "t")
+                .outcome,
+            Outcome::Pass
+        );
         let v = judge_usb_boot_drivers(None, &[("usbehci", Some(0)), ("usbstor", None)], "t");
         assert_eq!(v.outcome, Outcome::Fail);
         assert!(v.evidence.contains("usbstor absent"));

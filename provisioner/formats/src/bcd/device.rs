@@ -175,6 +175,32 @@ pub enum Device {
     Raw { bytes: Vec<u8> },
 }
 
+impl Device {
+    /// The VHD file a native-boot device points at: its host device and path (e.g. the UFD
+    /// partition and `\hyperV.vhd`), for every VHD form this module decodes — bcdedit's
+    /// locate form (§2.6a), the explicit inner-partition form (§2.6b) and a bare virtual disk.
+    /// `None` for devices that are not VHDs. The host and the guest probe both resolve the
+    /// loader's `device`/`osdevice` through this, so they agree on what "points at the VHD" means.
+    pub fn vhd_file(&self) -> Option<(&Device, &str)> {
+        fn file_of(d: &Device) -> Option<(&Device, &str)> {
+            match d {
+                Device::File { parent, path } => Some((parent, path)),
+                _ => None,
+            }
+        }
+        match self {
+            Device::Locate {
+                parent: Some(p), ..
+            } => match p.as_ref() {
+                Device::VirtualDisk { file, .. } => file_of(file),
+                _ => None,
+            },
+            Device::VirtualDisk { file, .. } | Device::VhdPartition { file, .. } => file_of(file),
+            _ => None,
+        }
+    }
+}
+
 /// A whole device element value: options GUID + descriptor.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -765,6 +791,34 @@ mod tests {
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, //
         0, 0, 0, 0, 0, 0, 0, 0,
     ];
+
+    #[test]
+    fn vhd_file_resolves_every_vhd_form() {
+        let host = Device::Partition(p_c());
+        let a = DeviceElement::vhd(host.clone(), "\\hyperV.vhd", 0x2200_0002);
+        assert_eq!(a.device.vhd_file(), Some((&host, "\\hyperV.vhd")));
+        // Round-tripped through the bytes, as the probe will see it.
+        let back = DeviceElement::decode(&a.encode()).unwrap();
+        assert_eq!(back.device.vhd_file(), Some((&host, "\\hyperV.vhd")));
+        let b = Device::VhdPartition {
+            partition: PartitionLocation::Mbr {
+                disk_signature: 1,
+                offset: 1 << 20,
+            },
+            file: Box::new(Device::File {
+                parent: Box::new(host.clone()),
+                path: "\\x.vhd".into(),
+            }),
+        };
+        assert_eq!(b.vhd_file(), Some((&host, "\\x.vhd")));
+        assert_eq!(host.vhd_file(), None);
+        assert_eq!(Device::Boot.vhd_file(), None);
+        let file = Device::File {
+            parent: Box::new(host.clone()),
+            path: "\\y".into(),
+        };
+        assert_eq!(file.vhd_file(), None, "a plain file device is not a VHD");
+    }
 
     #[test]
     fn partition_matches_real_bytes() {

@@ -61,12 +61,10 @@ pub const BCD_STORES: &[&str] = &[
 /// Is an oracle tool installed? Interop tests that need it fail with a clear message
 /// when it is not (the README's test command installs it).
 pub fn require_tool(name: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .map(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .flatten();
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
     found.unwrap_or_else(|| panic!("oracle tool `{name}` is not installed; run the README's test command (`cargo xtask ci`) which installs it"))
 }
