@@ -7,9 +7,21 @@ use crate::util::Step;
 
 /// (command that must exist, Debian package that provides it, what uses it)
 const TOOLS: &[(&str, &str, &str)] = &[
-    ("hivexregedit", "libwin-hivex-perl", "hivex oracle: .reg export parity and read-back of written hives"),
-    ("hivexget", "libhivex-bin", "hivex oracle: single-value read-back"),
-    ("qemu-img", "qemu-utils", "VHD oracle and fixed-VHD creation"),
+    (
+        "hivexregedit",
+        "libwin-hivex-perl",
+        "hivex oracle: .reg export parity and read-back of written hives",
+    ),
+    (
+        "hivexget",
+        "libhivex-bin",
+        "hivex oracle: single-value read-back",
+    ),
+    (
+        "qemu-img",
+        "qemu-utils",
+        "VHD oracle and fixed-VHD creation",
+    ),
     ("sfdisk", "fdisk", "MBR oracle"),
 ];
 
@@ -20,7 +32,11 @@ fn have(cmd: &str) -> bool {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
 }
 
 pub fn ensure_all() -> Result<(), String> {
@@ -39,7 +55,10 @@ fn ensure_apt() -> Result<(), String> {
         println!("missing `{cmd}` (Debian package {pkg}): {why}");
     }
     if !is_root() {
-        return Err(format!("run as root, or install first: sudo apt-get install -y {}", pkgs.join(" ")));
+        return Err(format!(
+            "run as root, or install first: sudo apt-get install -y {}",
+            pkgs.join(" ")
+        ));
     }
     Step::new("apt-get update").run(Command::new("apt-get").args(["update", "-q"]))?;
     Step::new(&format!("apt-get install {}", pkgs.join(" "))).run(
@@ -56,28 +75,53 @@ fn ensure_rust() -> Result<(), String> {
         .args(["target", "list", "--installed"])
         .output()
         .map_err(|e| format!("rustup: {e}"))?;
-    if !String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == "x86_64-unknown-uefi") {
-        Step::new("rustup target add x86_64-unknown-uefi")
-            .run(Command::new("rustup").args(["target", "add", "x86_64-unknown-uefi"]))?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == "x86_64-unknown-uefi")
+    {
+        Step::new("rustup target add x86_64-unknown-uefi").run(Command::new("rustup").args([
+            "target",
+            "add",
+            "x86_64-unknown-uefi",
+        ]))?;
     }
-    let comps = Command::new("rustup").args(["component", "list", "--installed"]).output().map_err(|e| format!("rustup: {e}"))?;
+    let comps = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .map_err(|e| format!("rustup: {e}"))?;
     let comps = String::from_utf8_lossy(&comps.stdout).into_owned();
     for c in ["rustfmt", "clippy"] {
         if !comps.lines().any(|l| l.starts_with(c)) {
-            Step::new(&format!("rustup component add {c}")).run(Command::new("rustup").args(["component", "add", c]))?;
+            Step::new(&format!("rustup component add {c}")).run(Command::new("rustup").args([
+                "component",
+                "add",
+                c,
+            ]))?;
         }
     }
-    let nextest = Command::new("cargo").args(["nextest", "--version"]).output();
+    let nextest = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output();
     if !matches!(nextest, Ok(o) if o.status.success()) {
-        Step::new("cargo install cargo-nextest").run(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))?;
+        Step::new("cargo install cargo-nextest").run(Command::new("cargo").args([
+            "install",
+            "--locked",
+            "cargo-nextest",
+        ]))?;
     }
     Ok(())
 }
 
 pub fn ensure_cargo_fuzz() -> Result<(), String> {
-    let ok = Command::new("cargo").args(["+nightly", "fuzz", "--version"]).output();
+    let ok = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output();
     if !matches!(ok, Ok(o) if o.status.success()) {
-        Step::new("cargo install cargo-fuzz").run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
+        Step::new("cargo install cargo-fuzz").run(Command::new("cargo").args([
+            "install",
+            "--locked",
+            "cargo-fuzz",
+        ]))?;
     }
     Ok(())
 }

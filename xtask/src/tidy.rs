@@ -7,13 +7,16 @@ use std::path::{Path, PathBuf};
 use crate::util::workspace_root;
 
 fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name();
         let name = name.to_string_lossy();
         if p.is_dir() {
-            if name == "target" || name.starts_with('.') || name == "corpus" || name == "artifacts" {
+            if name == "target" || name.starts_with('.') || name == "corpus" || name == "artifacts"
+            {
                 continue;
             }
             rust_sources(&p, out);
@@ -42,8 +45,15 @@ fn ci_runs_the_readme_test_command() {
         readme_cmds.iter().any(|l| l.contains("# the tests")),
         "README must show `{cmd}` as its test command, found {readme_cmds:?}"
     );
-    let runs: Vec<&str> = ci.lines().filter(|l| l.trim_start().starts_with("cargo ")).collect();
-    assert_eq!(runs, vec![cmd], ".ci/run must run exactly the README's test command");
+    let runs: Vec<&str> = ci
+        .lines()
+        .filter(|l| l.trim_start().starts_with("cargo "))
+        .collect();
+    assert_eq!(
+        runs,
+        vec![cmd],
+        ".ci/run must run exactly the README's test command"
+    );
 }
 
 /// No stubs and no skipped tests in the product: a placeholder is a defect, not progress.
@@ -66,7 +76,11 @@ fn no_stubs_or_ignored_tests() {
             }
         }
     }
-    assert!(hits.is_empty(), "stubs/ignored tests found:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "stubs/ignored tests found:\n{}",
+        hits.join("\n")
+    );
 }
 
 /// The formats crate stays free of I/O and unsafe code.
@@ -121,7 +135,13 @@ fn architecture_lists_every_crate() {
             .find_map(|l| l.strip_prefix("name = \""))
             .and_then(|l| l.strip_suffix('"'))
             .unwrap();
-        assert!(arch.contains(&format!("`{m}/`")), "ARCHITECTURE.md does not list folder {m}/");
-        assert!(arch.contains(&format!("`{name}`")), "ARCHITECTURE.md does not list crate {name}");
+        assert!(
+            arch.contains(&format!("`{m}/`")),
+            "ARCHITECTURE.md does not list folder {m}/"
+        );
+        assert!(
+            arch.contains(&format!("`{name}`")),
+            "ARCHITECTURE.md does not list crate {name}"
+        );
     }
 }

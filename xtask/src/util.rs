@@ -3,7 +3,10 @@ use std::process::Command;
 use std::time::Instant;
 
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 pub fn cargo(root: &std::path::Path) -> Command {
@@ -16,7 +19,11 @@ pub fn cargo(root: &std::path::Path) -> Command {
 pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
     if !out.status.success() {
-        return Err(format!("{cmd:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{cmd:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -28,18 +35,25 @@ pub struct Step {
 
 impl Step {
     pub fn new(name: &str) -> Self {
-        Step { name: name.to_string() }
+        Step {
+            name: name.to_string(),
+        }
     }
     pub fn run(self, cmd: &mut Command) -> Result<(), String> {
         println!("==> {}", self.name);
         let t = Instant::now();
-        let status = cmd.status().map_err(|e| format!("{}: cannot start {cmd:?}: {e}", self.name))?;
+        let status = cmd
+            .status()
+            .map_err(|e| format!("{}: cannot start {cmd:?}: {e}", self.name))?;
         let secs = t.elapsed().as_secs_f64();
         if status.success() {
             println!("<== {} ok ({secs:.1} s)", self.name);
             Ok(())
         } else {
-            Err(format!("step `{}` failed ({status}) after {secs:.1} s", self.name))
+            Err(format!(
+                "step `{}` failed ({status}) after {secs:.1} s",
+                self.name
+            ))
         }
     }
 }

@@ -1,1 +1,103 @@
-fn main() {}
+//! `ufd` — provision Hyper-V Server USB flash drive images on Linux and inspect them.
+//!
+//! This binary is the edge of the system: it reads and writes files and calls
+//! `ufd-formats` for every byte it interprets. Errors end the process with one line
+//! (`ufd: FILE: what is wrong at which byte`) and a non-zero exit; usage errors exit 2.
+
+mod bcdcmd;
+mod fsutil;
+mod hivecmd;
+mod inspect;
+mod sample;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ufd",
+    version,
+    about = "Provision Hyper-V Server USB flash drive images on Linux and inspect them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Registry hive files: export, read and edit in place.
+    #[command(subcommand)]
+    Hive(hivecmd::HiveCmd),
+    /// BCD stores.
+    #[command(subcommand)]
+    Bcd(bcdcmd::BcdCmd),
+    /// Show what a disk image, VHD, hive, BCD store or sample directory holds, with policy verdicts.
+    Inspect {
+        /// A UFD disk image, a .vhd, a hive, a BCD store, or a directory written by `ufd sample`.
+        path: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the built-in sample UFD artefacts (used by `cargo xtask demo`).
+    Sample {
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// An error for the user: one line, and the exit code to end with.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: u8,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 2,
+        }
+    }
+    pub fn io(path: &Path, e: std::io::Error) -> Self {
+        CliError {
+            message: format!("{}: {e}", path.display()),
+            code: 1,
+        }
+    }
+    /// A format error in a given file (the error itself names the offset and the field).
+    pub fn format(path: &Path, e: ufd_formats::Error) -> Self {
+        CliError {
+            message: format!("{}: {e}", path.display()),
+            code: 1,
+        }
+    }
+    pub fn other(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Hive(cmd) => hivecmd::run(cmd),
+        Command::Bcd(cmd) => bcdcmd::run(cmd),
+        Command::Inspect { path, json } => inspect::run(&path, json),
+        Command::Sample { out } => sample::run(&out),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ufd: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

@@ -62,14 +62,23 @@ fn walk_regf(key: &regf::hive::RegistryKey<'_>, depth: usize, acc: &mut (u64, u6
 }
 
 fn main() {
-    let hive_path = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("UFD_FIXTURES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
-            .join("hives/win7-sp1-x86/SYSTEM")
-    });
+    let hive_path = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("UFD_FIXTURES")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+                })
+                .join("hives/win7-sp1-x86/SYSTEM")
+        });
     let data = std::fs::read(&hive_path).unwrap_or_else(|e| panic!("{}: {e}", hive_path.display()));
-    println!("bench input: {} ({} bytes)", hive_path.display(), data.len());
+    println!(
+        "bench input: {} ({} bytes)",
+        hive_path.display(),
+        data.len()
+    );
 
     // 1. export
     let (ours_export, text) = time(10, || {
@@ -115,7 +124,10 @@ fn main() {
     let export_ratio = hivex_export.as_secs_f64() / ours_export.as_secs_f64();
     let walk_ratio = regf_walk.as_secs_f64() / ours_walk.as_secs_f64();
     println!();
-    println!("{:<46} {:>10} {:>10} {:>8} {:>6}  verdict", "benchmark", "ours ms", "base ms", "ratio", "goal");
+    println!(
+        "{:<46} {:>10} {:>10} {:>8} {:>6}  verdict",
+        "benchmark", "ours ms", "base ms", "ratio", "goal"
+    );
     println!(
         "{:<46} {:>10.1} {:>10.1} {:>7.1}x {:>5}x  {}",
         "parse + .reg export  (vs hivexregedit --export)",
@@ -123,7 +135,11 @@ fn main() {
         ms(hivex_export),
         export_ratio,
         10,
-        if export_ratio >= 10.0 { "met" } else { "MISSED" }
+        if export_ratio >= 10.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     println!(
         "{:<46} {:>10.1} {:>10.1} {:>7.1}x {:>5}x  {}",
