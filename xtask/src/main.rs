@@ -110,11 +110,8 @@ fn demo() -> Result<(), String> {
             .arg("--out")
             .arg(&out),
     )?;
-    Step::new("ufd inspect (the sample UFD image)").run(
-        std::process::Command::new(&ufd)
-            .arg("inspect")
-            .arg(out.join("ufd.img")),
-    )?;
+    Step::new("ufd inspect (the sample artefacts, judged together)")
+        .run(std::process::Command::new(&ufd).arg("inspect").arg(&out))?;
     Ok(())
 }
 
