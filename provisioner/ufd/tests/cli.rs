@@ -295,14 +295,14 @@ fn sample_then_inspect_judges_the_seed_rules() {
     assert_eq!(String::from_utf8_lossy(&bcd.stdout).matches("\n[").count(), 3 + 4 * 3 + (7 + 9 + 1 + 1), "keys in the sample BCD: root, Description, Objects; per object its key, Description, Elements; one key per element");
 
     // A BCD that names another disk fails UFD-BCD at the hop where Windows would.
-    let mut mbr = std::fs::read(out.join("ufd.img"))
-        .map(|d| d[..512].to_vec())
-        .unwrap();
-    mbr[0x1B8] ^= 0xff;
     let f = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open(out.join("ufd.img"))
         .unwrap();
+    let mut mbr = vec![0u8; 512];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut mbr, 0).unwrap();
+    mbr[0x1B8] ^= 0xff;
     std::os::unix::fs::FileExt::write_all_at(&f, &mbr, 0).unwrap();
     let o = ufd(&["inspect", out.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
