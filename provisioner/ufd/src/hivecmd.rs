@@ -67,11 +67,13 @@ pub fn run(cmd: HiveCmd) -> Result<u8, CliError> {
         HiveCmd::Export { hive, key } => {
             let data = read(&hive)?;
             let h = Hive::parse(&data).map_err(|e| CliError::format(&hive, e))?;
-            let mut out = String::with_capacity(data.len() * 2);
-            regtext::export(&h, &key, &mut out).map_err(|e| CliError::format(&hive, e))?;
+            // Bytes, not a String: hivexregedit (Perl) prints names whose characters are all
+            // <= U+00FF as Latin-1 bytes, and we match it byte for byte.
+            let mut out = Vec::with_capacity(data.len() * 2);
+            regtext::export_bytes(&h, &key, &mut out).map_err(|e| CliError::format(&hive, e))?;
             let mut stdout = std::io::stdout().lock();
             stdout
-                .write_all(out.as_bytes())
+                .write_all(&out)
                 .and_then(|_| stdout.flush())
                 .map_err(|e| CliError::other(format!("stdout: {e}")))?;
             Ok(0)

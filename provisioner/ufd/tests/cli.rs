@@ -350,3 +350,31 @@ fn truncated_vhd_is_reported_with_sizes() {
         "{err}"
     );
 }
+
+/// Names with characters above ASCII: hivexregedit prints Latin-1 names as Latin-1 bytes and
+/// others as UTF-8; `ufd hive export` matches it byte for byte.
+#[test]
+fn fixture_export_of_non_ascii_names_matches_hivex_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let hive = copy_to_temp(&fixture("hives/win10-mobile/DRIVERS"), &dir);
+    let h = hive.to_str().unwrap();
+    for (key, name) in [
+        ("Caf\u{e9}", "d\u{e9}j\u{e0}"),
+        ("\u{65e5}\u{672c}", "\u{1F30D}"),
+    ] {
+        let o = ufd(&["hive", "set", h, key, name, "sz", "x"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let ours = ufd(&["hive", "export", h]);
+    assert!(ours.status.success(), "{}", stderr(&ours));
+    let theirs = hivex(&["hivexregedit", "--export", h, "\\"]);
+    assert_eq!(ours.stdout, theirs.stdout);
+    assert!(
+        ours.stdout.windows(5).any(|w| w == b"[\\Caf"),
+        "key present"
+    );
+    assert!(
+        ours.stdout.windows(6).any(|w| w == b"[\\Caf\xe9"),
+        "Latin-1 byte, as Perl prints it"
+    );
+}

@@ -26,8 +26,12 @@
 //! ed.delete_value(key_path, name) -> Result<bool>
 //! ed.finish(filetime: u64) -> Vec<u8>          seq numbers, timestamp, checksum updated
 //!
-//! regtext::export(&Hive, key_path, &mut String) -> Result<()>  byte-identical to hivexregedit --export
-//! regtext::parse(&str) -> Result<RegFile>; regtext::apply(&RegFile, &mut Editor) -> Result<()>
+//! regtext::export(&Hive, key_path, &mut String) -> Result<()>  UTF-8; identical to hivexregedit --export
+//!                                                              for every name Perl prints as UTF-8
+//! regtext::export_bytes(&Hive, key_path, &mut Vec<u8>)          byte-identical in all cases (Perl prints
+//!                                                              names ≤ U+00FF as Latin-1 bytes)
+//! regtext::export_with(&Hive, key_path, &ExportOptions, &mut Vec<u8>)   header / prefix / name encoding
+//! regtext::parse(&str) -> Result<RegFile>; regtext::apply(&RegFile, &mut Editor, prefix) -> Result<()>
 //! ```
 //!
 //! Beyond the contract (additions, all stable):
