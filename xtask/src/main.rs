@@ -7,9 +7,11 @@
 //! cargo xtask deps             only install what the project needs
 //! cargo xtask demo             the main job on the built-in default (see README)
 //! cargo xtask fuzz [SECS]      run every cargo-fuzz target for SECS seconds each (default 60)
+//! cargo xtask images           build the synthetic Windows-shaped WIMs into target/vm-images/
 //! cargo xtask bench            speed goals as ratios against baselines measured in the same run
 //! ```
 mod deps;
+mod images;
 #[cfg(test)]
 mod tidy;
 mod util;
@@ -26,8 +28,9 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("fuzz") => fuzz(args.get(1).map(|s| s.parse().unwrap_or(60)).unwrap_or(60)),
         Some("bench") => bench(),
+        Some("images") => images::build_all().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps|demo|fuzz [SECS]|bench>");
+            eprintln!("usage: cargo xtask <ci|deps|demo|images|fuzz [SECS]|bench>");
             return ExitCode::from(2);
         }
     };
