@@ -56,35 +56,3 @@ pub fn filetime_now() -> u64 {
     (since_unix.as_secs() + 11_644_473_600) * 10_000_000
         + u64::from(since_unix.subsec_nanos() / 100)
 }
-
-/// Positioned reads from a file, for the parsers' `ReadAt` (VHD footers at the end of
-/// multi-gigabyte files are read without reading the file).
-pub struct FileReader {
-    file: File,
-    size: u64,
-}
-
-impl FileReader {
-    pub fn open(path: &Path) -> Result<Self, CliError> {
-        let file = File::open(path).map_err(|e| CliError::io(path, e))?;
-        let size = file.metadata().map_err(|e| CliError::io(path, e))?.len();
-        Ok(FileReader { file, size })
-    }
-
-    pub fn read_vec(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let mut v = vec![0u8; len];
-        ufd_formats::bytes::ReadAt::read_exact_at(self, offset, &mut v)?;
-        Ok(v)
-    }
-}
-
-impl ufd_formats::bytes::ReadAt for FileReader {
-    type Error = std::io::Error;
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.file.read_exact_at(buf, offset)
-    }
-}

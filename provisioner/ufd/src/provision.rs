@@ -1,0 +1,175 @@
+//! `ufd provision`: the seed's deployment procedure (crate `ufd-provision`) from the command line.
+//!
+//! Prints one line per step (seed step, seconds, bytes written) and the warnings, or the whole
+//! report as JSON with `--json`. Errors are one line; policy errors name the rule ID.
+
+use std::path::PathBuf;
+
+use ufd_provision::{Event, ProvisionOptions, VhdDeviceForm};
+
+use crate::CliError;
+
+/// A size: bytes, or a number with K/M/G/T (binary: KiB..TiB, as qemu-img and truncate read
+/// them) or KB/MB/GB/TB (decimal, as flash is sold).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        format!("{s:?}: expected a number of bytes, optionally with K/M/G/T or KB/MB/GB/TB")
+    })?;
+    let mult: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KIB" => 1 << 10,
+        "M" | "MIB" => 1 << 20,
+        "G" | "GIB" => 1 << 30,
+        "T" | "TIB" => 1 << 40,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        other => return Err(format!("{s:?}: unknown unit {other:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
+fn parse_u32_hex(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    r.map_err(|_| format!("{s:?}: expected a 32-bit number (decimal or 0x...)"))
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum VhdForm {
+    /// vhd=[UFD partition]\hyperV.vhd (bcdedit's bytes, verified).
+    Partition,
+    /// vhd=[locate]\hyperV.vhd (reconstructed).
+    Locate,
+}
+
+/// Build a UFD image the way the seed's steps 1-7 build a Hyper-V Server UFD.
+#[derive(clap::Args)]
+pub struct ProvisionArgs {
+    /// The Hyper-V Server WIM (install.wim).
+    #[arg(long)]
+    pub wim: PathBuf,
+    /// Image index in the WIM (1-based).
+    #[arg(long, default_value_t = 1)]
+    pub index: u32,
+    /// The UFD image file to write (created atomically; sparse on the host).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// UFD capacity (e.g. 16GB, 16G, 15518924800).
+    #[arg(long, default_value = "16GB", value_parser = parse_size)]
+    pub size: u64,
+    /// VHD size (DiskPart's maximum=12288 MiB).
+    #[arg(long, default_value = "12288M", value_parser = parse_size)]
+    pub vhd_size: u64,
+    /// UFD MBR disk signature (default: random).
+    #[arg(long, value_parser = parse_u32_hex)]
+    pub disk_signature: Option<u32>,
+    /// BCD locale.
+    #[arg(long, default_value = "en-US")]
+    pub locale: String,
+    /// OS loader description (default: from the image's BCD-Template).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// How the BCD names the VHD.
+    #[arg(long, value_enum, default_value = "partition")]
+    pub vhd_device: VhdForm,
+    /// Set Control\PnP\PollBootPartitionTimeout (ms) in the image's SYSTEM hive.
+    #[arg(long)]
+    pub poll_boot_partition_timeout: Option<u32>,
+    /// Recommendation misses are errors; 16 GB is required.
+    #[arg(long)]
+    pub strict: bool,
+    /// Do not enforce the capacity requirement (for small test images; reported in the output).
+    #[arg(long)]
+    pub no_policy_preflight: bool,
+    /// Replace an existing --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
+    let mut opts = ProvisionOptions::seed(&args.wim, &args.out);
+    opts.index = args.index;
+    opts.ufd_size = args.size;
+    opts.vhd_size = args.vhd_size;
+    opts.disk_signature = args.disk_signature;
+    opts.locale = args.locale;
+    opts.description = args.description;
+    opts.vhd_device_form = match args.vhd_device {
+        VhdForm::Partition => VhdDeviceForm::Partition,
+        VhdForm::Locate => VhdDeviceForm::Locate,
+    };
+    opts.poll_boot_partition_timeout = args.poll_boot_partition_timeout;
+    opts.strict = args.strict;
+    opts.policy_preflight = !args.no_policy_preflight;
+    opts.overwrite = args.force;
+    let json = args.json;
+    let mut progress = |e: Event| match e {
+        Event::Started(_) => {}
+        Event::Finished(s) if !json => println!(
+            "{:<24} {:>8.3} s {:>14} B  {}",
+            format!("{:?}", s.step),
+            s.seconds,
+            s.bytes_written,
+            s.detail
+        ),
+        Event::Finished(_) => {}
+        Event::Warning(w) => eprintln!("ufd: warning: {w}"),
+    };
+    let report = ufd_provision::provision(&opts, &mut progress).map_err(|e| CliError {
+        message: e.to_string(),
+        code: if matches!(e, ufd_provision::ProvisionError::Usage(_)) {
+            2
+        } else {
+            1
+        },
+    })?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::other(format!("report: {e}")))?;
+        println!("{text}");
+    } else {
+        println!(
+            "total {:.3} s, {} bytes written; {} ({} bytes allocated on the host)",
+            report.total_seconds,
+            report.total_bytes_written,
+            report.out.display(),
+            report.out_allocated_bytes
+        );
+        if !report.preflight.enforced {
+            println!("policy preflight NOT enforced (--no-policy-preflight)");
+        }
+        for n in &report.not_done {
+            println!("not done: {n}");
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16GB"), Ok(16_000_000_000));
+        assert_eq!(parse_size("12288M"), Ok(12288 << 20));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("").is_err());
+        assert_eq!(parse_u32_hex("0x12345678"), Ok(0x1234_5678));
+        assert!(parse_u32_hex("0x1_0000_0000").is_err());
+    }
+}
