@@ -23,10 +23,26 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "VHD oracle and fixed-VHD creation",
     ),
     ("sfdisk", "fdisk", "MBR oracle"),
-    ("mkntfs", "ntfs-3g", "NTFS quick format (DiskPart `format fs=ntfs`), ntfs-3g tools as independent readers"),
-    ("wimapply", "wimtools", "ImageX /apply: WIM applied straight onto an unmounted NTFS volume"),
-    ("as", "binutils", "assembling the project's own MBR and NTFS boot-record code"),
-    ("qemu-system-x86_64", "qemu-system-x86", "booting images under SeaBIOS/OVMF (boot-code proof, harness)"),
+    (
+        "mkntfs",
+        "ntfs-3g",
+        "NTFS quick format (DiskPart `format fs=ntfs`), ntfs-3g tools as independent readers",
+    ),
+    (
+        "wimapply",
+        "wimtools",
+        "ImageX /apply: WIM applied straight onto an unmounted NTFS volume",
+    ),
+    (
+        "as",
+        "binutils",
+        "assembling the project's own MBR and NTFS boot-record code",
+    ),
+    (
+        "qemu-system-x86_64",
+        "qemu-system-x86",
+        "booting images under SeaBIOS/OVMF (boot-code proof, harness)",
+    ),
 ];
 
 fn have(cmd: &str) -> bool {
