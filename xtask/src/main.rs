@@ -107,14 +107,19 @@ fn demo() -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     Step::new("build ufd").run(cargo(&root).args(["build", "--release", "-p", "ufd"]))?;
     let ufd = root.join("target/release/ufd");
-    Step::new("ufd sample (generate the built-in sample UFD artefacts)").run(
+    let image = out.join("ufd.img");
+    Step::new(
+        "ufd provision (the seed's steps 1-7 from the built-in synthetic Hyper-V Server image)",
+    )
+    .run(
         std::process::Command::new(&ufd)
-            .arg("sample")
+            .arg("provision")
             .arg("--out")
-            .arg(&out),
+            .arg(&image)
+            .arg("--force"),
     )?;
-    Step::new("ufd inspect (the sample artefacts, judged together)")
-        .run(std::process::Command::new(&ufd).arg("inspect").arg(&out))?;
+    Step::new("ufd inspect (the UFD image, read back as firmware and Windows would)")
+        .run(std::process::Command::new(&ufd).arg("inspect").arg(&image))?;
     Ok(())
 }
 

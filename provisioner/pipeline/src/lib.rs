@@ -1,1 +1,1078 @@
-//! The seed's deployment procedure on Linux: VHD, NTFS, WIM apply, UFD, boot code, BCD, SYSTEM-hive edits.
+//! # ufd-provision
+//!
+//! The seed's deployment procedure ("Deploying Microsoft Hyper-V Server 2008 R2 on USB Flash
+//! Drive", steps 1–7) as a Linux pipeline that needs no root, no loop devices and no mounts: the
+//! NTFS volumes are regular files written by `mkntfs`, `wimapply` (wimlib's NTFS-3G mode) and the
+//! ntfs-3g tools; everything those tools do not do — MBRs, the VHD footer, placing the VHD into the
+//! UFD's NTFS as a non-sparse file, the BCD store, the SYSTEM-hive edit — is done here in Rust
+//! with `ufd-formats` (host-pipeline.md, "rootless" pipeline).
+//!
+//! | seed step | here ([`Step`]) | what happens |
+//! |---|---|---|
+//! | 1 create vdisk, partition, format | [`Step::CreateVdisk`] | partition file of `vhd_size − 1 MiB` (sparse), `mkntfs -Q -L hyperV -p 2048 -H 255 -S 63` |
+//! | 2 imagex /apply | [`Step::ApplyImage`] | `wiminfo` checks (before anything is written), `wimapply WIM INDEX partition-file` |
+//! | 6 reg load/add/delete | [`Step::DisablePaging`] | `ntfscat` SYSTEM out, in-place hive edit, `ntfscp -f` back — before the VHD is copied, so the copy carries it |
+//! | 1 (diskpart create vdisk) / 2 detach | [`Step::AssembleVhd`] | 1 MiB inserted in front (`FALLOC_FL_INSERT_RANGE`, zero copy), inner MBR, DiskPart-style footer |
+//! | 3 prepare the UFD | [`Step::PrepareUfd`] | UFD partition file, `mkntfs -Q -p 2048 -H 255 -S 63` |
+//! | 4.1 copy the VHD | [`Step::CopyVhd`] | `ntfscp` empty file, `ntfsfallocate`, data extents written at the clusters, VDL set in the MFT record ([`ntfs::place_file`]) |
+//! | 5 bcdboot | [`Step::Bcdboot`] | boot files out of the WIM, `\Boot\BCD` built ([`bcd::build_store`]), both put on the UFD with a tiny WIM + `wimapply` |
+//! | 4.2 bootsect /nt60 /mbr, 3 active | [`Step::AssembleUfd`] | 1 MiB inserted in front, MBR with one active type-07 partition |
+//! | 7 detach | [`Step::Commit`] | rename of the finished image to `--out` |
+//!
+//! Atomicity: everything is built in a temporary directory beside `out` and renamed onto `out`
+//! only when every step passed; on any error the temporary directory is removed and nothing
+//! named `out` is created. The output image stays sparse on the host (host-pipeline.md pitfall 12:
+//! write it to a stick with a tool that writes every block, or zero the stick first).
+//!
+//! Boot code (`bootsect /nt60 /mbr`) comes from crate `ufd-bootcode` (the project's own code,
+//! no Microsoft bytes). Not done here (reported in [`Report::not_done`]): UEFI layouts,
+//! removing language packs.
+
+pub mod bcd;
+pub mod error;
+pub mod ntfs;
+pub mod sparse;
+pub mod system;
+pub mod tools;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ufd_formats::bcd::Store;
+use ufd_formats::mbr::{partition_type, Geometry, Mbr, PartitionEntry};
+use ufd_formats::policy::{self, Outcome, Verdict};
+use ufd_formats::vhd::{unix_to_vhd_timestamp, Creator, Footer};
+
+pub use bcd::VhdDeviceForm;
+pub use error::ProvisionError;
+
+/// DiskPart (Windows 7+) and the seed's UFD layout start the first partition at 1 MiB.
+pub const PARTITION_LBA: u32 = 2048;
+pub const PARTITION_OFFSET: u64 = PARTITION_LBA as u64 * 512;
+/// The seed's VHD: `create vdisk ... maximum=12288` (MiB).
+pub const SEED_VHD_SIZE: u64 = 12288 * 1024 * 1024;
+/// A "16 GB" stick (decimal, as flash is sold).
+pub const SEED_UFD_SIZE: u64 = 16_000_000_000;
+/// The seed's VHD file name (`copy c:\hvvhd\hyperV.vhd z:`).
+pub const VHD_NAME: &str = "hyperV.vhd";
+
+/// Firmware the UFD is laid out for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// The seed's layout: one active NTFS partition, BOOTMGR via MBR + NTFS boot record.
+    Bios,
+}
+
+/// Everything `ufd provision` decides.
+#[derive(Clone, Debug)]
+pub struct ProvisionOptions {
+    /// The Hyper-V Server WIM (`sources\install.wim` or a customized one).
+    pub wim: PathBuf,
+    /// 1-based image index (`imagex /apply <wim> 1`).
+    pub index: u32,
+    /// The UFD image to write (a regular file; created atomically).
+    pub out: PathBuf,
+    /// UFD capacity in bytes (multiple of 512).
+    pub ufd_size: u64,
+    /// VHD virtual size in bytes (whole MiB, as DiskPart's `maximum=`).
+    pub vhd_size: u64,
+    /// UFD MBR disk signature; `None` = random non-zero (diskpart `clean` + `create partition`).
+    pub disk_signature: Option<u32>,
+    /// The VHD's own disk signature; `None` = random non-zero.
+    pub vhd_disk_signature: Option<u32>,
+    /// Volume label of the VHD's NTFS (`format quick fs=ntfs label=hyperV`).
+    pub vhd_label: String,
+    /// BCD locale (`bcdboot /l`, default `en-US`).
+    pub locale: String,
+    /// Loader description; `None` = from the image's BCD-Template, else the Hyper-V Server name.
+    pub description: Option<String>,
+    pub vhd_device_form: VhdDeviceForm,
+    /// Set `Control\PnP\PollBootPartitionTimeout` (ms); `None` leaves the image's value.
+    pub poll_boot_partition_timeout: Option<u32>,
+    pub firmware: Firmware,
+    /// Recommendation misses become errors; 16 GB becomes a requirement.
+    pub strict: bool,
+    /// `false` skips the capacity requirement so tests can use small images. The report says
+    /// so (`Report::preflight.enforced`); the VHD must still fit.
+    pub policy_preflight: bool,
+    /// Replace an existing `out`.
+    pub overwrite: bool,
+}
+
+impl ProvisionOptions {
+    /// The seed's sizes and defaults for `wim` → `out`.
+    pub fn seed(wim: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        ProvisionOptions {
+            wim: wim.into(),
+            index: 1,
+            out: out.into(),
+            ufd_size: SEED_UFD_SIZE,
+            vhd_size: SEED_VHD_SIZE,
+            disk_signature: None,
+            vhd_disk_signature: None,
+            vhd_label: "hyperV".into(),
+            locale: "en-US".into(),
+            description: None,
+            vhd_device_form: VhdDeviceForm::Partition,
+            poll_boot_partition_timeout: None,
+            firmware: Firmware::Bios,
+            strict: false,
+            policy_preflight: true,
+            overwrite: false,
+        }
+    }
+}
+
+/// The pipeline's steps, in execution order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Preflight,
+    CreateVdisk,
+    ApplyImage,
+    DisablePaging,
+    AssembleVhd,
+    PrepareUfd,
+    CopyVhd,
+    Bcdboot,
+    AssembleUfd,
+    Commit,
+}
+
+impl Step {
+    /// The seed step this mirrors.
+    pub fn seed_step(self) -> &'static str {
+        match self {
+            Step::Preflight => "policy (hardware requirements) and prerequisites",
+            Step::CreateVdisk => {
+                "Step 1: create vdisk, create partition primary, format quick fs=ntfs label=hyperV"
+            }
+            Step::ApplyImage => "Step 2: imagex /apply <wim> <index> r:\\",
+            Step::DisablePaging => "Step 6: reg add PagingFiles \"\", reg delete ExistingPageFiles",
+            Step::AssembleVhd => {
+                "Step 1/2: the fixed VHD file (partition table + footer), detach vdisk"
+            }
+            Step::PrepareUfd => {
+                "Step 3: clean, create partition primary, active, format quick fs=ntfs"
+            }
+            Step::CopyVhd => "Step 4.1: copy hyperV.vhd z:",
+            Step::Bcdboot => "Step 5: bcdboot r:\\windows /s z:",
+            Step::AssembleUfd => "Step 3/4.2: UFD partition table (active), bootsect /nt60 /mbr",
+            Step::Commit => "Step 7: detach",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::CreateVdisk => "create vdisk",
+            Step::ApplyImage => "apply image",
+            Step::DisablePaging => "disable paging",
+            Step::AssembleVhd => "assemble VHD",
+            Step::PrepareUfd => "prepare the UFD",
+            Step::CopyVhd => "copy the VHD to the UFD",
+            Step::Bcdboot => "bcdboot",
+            Step::AssembleUfd => "assemble the UFD",
+            Step::Commit => "commit",
+        }
+    }
+}
+
+/// One finished step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepReport {
+    pub step: Step,
+    pub seed_step: &'static str,
+    pub seconds: f64,
+    /// Bytes this step caused to be written to storage (see [`BYTES_WRITTEN_METHOD`]).
+    pub bytes_written: u64,
+    pub detail: String,
+}
+
+/// How [`StepReport::bytes_written`] is measured.
+pub const BYTES_WRITTEN_METHOD: &str = "Linux task I/O accounting: write_bytes of /proc/thread-self/io (our writes) plus /proc/<pid>/io of every tool read after it exited (waitid WNOWAIT); counts page-cache pages dirtied, not device writes after deduplication";
+
+/// Progress events.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Started(Step),
+    Finished(StepReport),
+    Warning(String),
+}
+
+/// What the WIM holds for the chosen index.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WimInfo {
+    pub path: PathBuf,
+    pub index: u32,
+    pub image_count: u32,
+    pub name: Option<String>,
+    pub architecture: Option<String>,
+    pub total_bytes: Option<u64>,
+}
+
+/// The policy preflight.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Preflight {
+    /// `false` when `policy_preflight` was off (tests): the capacity requirement was not applied.
+    pub enforced: bool,
+    pub strict: bool,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// The BCD that was written.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BcdReport {
+    pub loader: String,
+    pub description: String,
+    pub vhd_device_form: VhdDeviceForm,
+    pub from_template: bool,
+    pub objects: usize,
+    pub bytes: usize,
+}
+
+/// Everything `provision` did (serializable to JSON).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Report {
+    pub out: PathBuf,
+    pub ufd_size: u64,
+    pub vhd_size: u64,
+    pub ufd_disk_signature: String,
+    pub vhd_disk_signature: String,
+    pub firmware: Firmware,
+    pub wim: WimInfo,
+    pub preflight: Preflight,
+    pub warnings: Vec<String>,
+    pub steps: Vec<StepReport>,
+    pub system: system::SystemEdit,
+    pub vhd_placement: ntfs::Placement,
+    pub bcd: BcdReport,
+    /// Files put on the UFD's NTFS by the bcdboot step.
+    pub boot_files: Vec<String>,
+    /// Whether the VHD / UFD were assembled without copying (insert-range).
+    pub vhd_zero_copy: bool,
+    pub ufd_zero_copy: bool,
+    /// Allocated bytes of the output image on the host.
+    pub out_allocated_bytes: u64,
+    pub total_seconds: f64,
+    pub total_bytes_written: u64,
+    pub bytes_written_method: &'static str,
+    pub not_done: Vec<String>,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    let mut got = 0;
+    while got < N {
+        // SAFETY: writes at most N - got bytes into b[got..].
+        let r = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), N - got, 0) };
+        if r <= 0 {
+            break;
+        }
+        got += r as usize;
+    }
+    b
+}
+
+/// A random non-zero disk signature (what diskpart's `create partition` on a clean disk leaves).
+pub fn random_signature() -> u32 {
+    loop {
+        let s = u32::from_le_bytes(random_bytes::<4>());
+        if s != 0 {
+            return s;
+        }
+    }
+}
+
+fn filetime_now() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.as_secs() + 11_644_473_600) * 10_000_000 + u64::from(now.subsec_nanos() / 100)
+}
+
+/// Rough NTFS overhead of a fresh volume of `bytes` (mkntfs: $LogFile up to 64 MiB, MFT, bitmap,
+/// boot files) plus room for the boot files; used only to refuse sizes that cannot fit.
+fn ntfs_overhead(bytes: u64) -> u64 {
+    let mib = 1024 * 1024;
+    (bytes / 50).clamp(2 * mib, 64 * mib) + bytes / 400 + 16 * mib
+}
+
+/// The policy preflight: runs before anything is written.
+pub fn preflight(
+    opts: &ProvisionOptions,
+    warn: &mut dyn FnMut(String),
+) -> Result<Preflight, ProvisionError> {
+    let mib = 1024 * 1024;
+    if opts.vhd_size == 0 || opts.vhd_size % mib != 0 || opts.vhd_size < 16 * mib {
+        return Err(ProvisionError::Usage(format!(
+            "--vhd-size {} bytes: must be whole MiB (DiskPart's maximum=) and at least 16 MiB",
+            opts.vhd_size
+        )));
+    }
+    if opts.ufd_size % 512 != 0 || opts.ufd_size <= PARTITION_OFFSET + mib {
+        return Err(ProvisionError::Usage(format!(
+            "--size {} bytes: must be a multiple of 512 bytes and larger than 2 MiB",
+            opts.ufd_size
+        )));
+    }
+    if opts.ufd_size / 512 - u64::from(PARTITION_LBA) > u64::from(u32::MAX) {
+        return Err(ProvisionError::Usage(format!(
+            "--size {} bytes: beyond the 2 TiB an MBR partition can describe",
+            opts.ufd_size
+        )));
+    }
+    let src = "ufd provision options";
+    let vhd_file = opts.vhd_size + 512;
+    let part = opts.ufd_size - PARTITION_OFFSET;
+    let need = vhd_file + ntfs_overhead(part);
+    if need > part {
+        return Err(ProvisionError::Policy {
+            rule: policy::UFD_WEAR_RESERVE,
+            message: format!(
+                "the {vhd_file}-byte VHD file does not fit on a {}-byte UFD: the UFD's NTFS needs about {need} bytes (VHD + file-system metadata), let alone the 25% reserve",
+                opts.ufd_size
+            ),
+        });
+    }
+    let capacity = policy::judge_capacity(opts.ufd_size, opts.strict, src);
+    let wear = policy::judge_wear_reserve(vhd_file, opts.ufd_size, src);
+    for v in [&capacity, &wear] {
+        let requirement = v.level() == Some(policy::Level::Requirement);
+        let bad = matches!(v.outcome, Outcome::Fail | Outcome::Warn);
+        if !bad {
+            continue;
+        }
+        let fatal =
+            opts.policy_preflight && (v.outcome == Outcome::Fail && requirement || opts.strict);
+        if fatal {
+            return Err(ProvisionError::Policy {
+                rule: v.rule,
+                message: v.evidence.clone(),
+            });
+        }
+        if !opts.policy_preflight && requirement {
+            warn(format!(
+                "{}: {} (not enforced: policy preflight disabled)",
+                v.rule, v.evidence
+            ));
+        } else {
+            warn(format!("{}: {}", v.rule, v.evidence));
+        }
+    }
+    Ok(Preflight {
+        enforced: opts.policy_preflight,
+        strict: opts.strict,
+        verdicts: vec![capacity, wear],
+    })
+}
+
+/// `wiminfo` on the WIM and the chosen index: before anything is written.
+pub fn check_wim(
+    wim: &Path,
+    index: u32,
+    strict: bool,
+    warn: &mut dyn FnMut(String),
+) -> Result<WimInfo, ProvisionError> {
+    let meta = std::fs::metadata(wim).map_err(|e| ProvisionError::Wim {
+        path: wim.to_path_buf(),
+        message: format!("cannot read the WIM: {e}"),
+    })?;
+    if !meta.is_file() {
+        return Err(ProvisionError::Wim {
+            path: wim.to_path_buf(),
+            message: "not a regular file".into(),
+        });
+    }
+    let wim_err = |e: ProvisionError| ProvisionError::Wim {
+        path: wim.to_path_buf(),
+        message: format!("not a usable WIM: {e}"),
+    };
+    let all =
+        tools::run("check the WIM", tools::WIMINFO, [wim.as_os_str()], None).map_err(wim_err)?;
+    let field = |text: &str, name: &str| -> Option<String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    let count: u32 = field(&all.stdout, "Image Count:")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ProvisionError::Wim {
+            path: wim.to_path_buf(),
+            message: "wiminfo printed no image count".into(),
+        })?;
+    if index == 0 || index > count {
+        return Err(ProvisionError::Wim {
+            path: wim.to_path_buf(),
+            message: format!(
+                "image index {index} does not exist: the WIM holds {count} image(s) (1..={count})"
+            ),
+        });
+    }
+    let one = tools::run(
+        "check the WIM",
+        tools::WIMINFO,
+        [wim.as_os_str(), index.to_string().as_ref()],
+        None,
+    )
+    .map_err(wim_err)?;
+    let architecture = field(&one.stdout, "Architecture:");
+    match architecture.as_deref() {
+        None | Some("x86_64") => {}
+        Some("x86") if !strict => warn(format!(
+            "{}: wimlib reports architecture x86 for image {index} (it also says so when the image's SYSTEM hive has no PROCESSOR_ARCHITECTURE); Hyper-V Server is x64-only",
+            wim.display()
+        )),
+        Some(other) => {
+            return Err(ProvisionError::Wim {
+                path: wim.to_path_buf(),
+                message: format!(
+                    "image {index} is for architecture {other}; Hyper-V Server 2008 R2 is x64-only ({})",
+                    policy::HOST_X64
+                ),
+            })
+        }
+    }
+    Ok(WimInfo {
+        path: wim.to_path_buf(),
+        index,
+        image_count: count,
+        name: field(&one.stdout, "Name:"),
+        architecture,
+        total_bytes: field(&one.stdout, "Total Bytes:").and_then(|v| v.parse().ok()),
+    })
+}
+
+/// The temporary build directory; removed on drop unless committed.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Runner<'a> {
+    progress: &'a mut dyn FnMut(Event),
+    steps: Vec<StepReport>,
+    warnings: Vec<String>,
+}
+
+impl Runner<'_> {
+    fn step<T>(
+        &mut self,
+        step: Step,
+        f: impl FnOnce(&mut u64) -> Result<(T, String), ProvisionError>,
+    ) -> Result<T, ProvisionError> {
+        (self.progress)(Event::Started(step));
+        let t0 = Instant::now();
+        let own0 = tools::own_write_bytes();
+        let mut tool_bytes = 0u64;
+        let (v, detail) = f(&mut tool_bytes)?;
+        let r = StepReport {
+            step,
+            seed_step: step.seed_step(),
+            seconds: t0.elapsed().as_secs_f64(),
+            bytes_written: tools::own_write_bytes().saturating_sub(own0) + tool_bytes,
+            detail,
+        };
+        (self.progress)(Event::Finished(r.clone()));
+        self.steps.push(r);
+        Ok(v)
+    }
+    fn warn(&mut self, w: String) {
+        (self.progress)(Event::Warning(w.clone()));
+        self.warnings.push(w);
+    }
+}
+
+fn run_tool<I, S>(
+    bytes: &mut u64,
+    step: Step,
+    tool: tools::Tool,
+    args: I,
+    stdout_to: Option<File>,
+) -> Result<tools::Ran, ProvisionError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let r = tools::run(step.label(), tool, args, stdout_to)?;
+    *bytes += r.write_bytes;
+    Ok(r)
+}
+
+fn create_sparse(step: Step, path: &Path, len: u64) -> Result<(), ProvisionError> {
+    let f = File::create(path).map_err(|e| ProvisionError::io(step.label(), path, e))?;
+    f.set_len(len)
+        .map_err(|e| ProvisionError::io(step.label(), path, e))
+}
+
+fn one_partition_mbr(
+    signature: u32,
+    disk_bytes: u64,
+    active: bool,
+) -> Result<Mbr, ufd_formats::Error> {
+    let sectors = (disk_bytes / 512 - u64::from(PARTITION_LBA)) as u32;
+    let mut mbr = Mbr::new(signature);
+    // 255 heads x 63 sectors, as DiskPart and BIOS translation use for large disks.
+    mbr.partitions[0] = PartitionEntry::new(
+        active,
+        partition_type::NTFS,
+        PARTITION_LBA,
+        sectors,
+        Geometry::LBA_ASSIST_255_63,
+    )?;
+    Ok(mbr)
+}
+
+fn mkntfs_args(part: &Path, label: Option<&str>) -> Vec<std::ffi::OsString> {
+    // -F: regular file; -Q quick; -s 512; -p/-H/-S so HiddenSectors = 2048 (pitfall 4).
+    let mut a: Vec<std::ffi::OsString> = [
+        "-F", "-Q", "-q", "-s", "512", "-p", "2048", "-H", "255", "-S", "63",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    if let Some(l) = label {
+        a.push("-L".into());
+        a.push(l.into());
+    }
+    a.push(part.into());
+    a
+}
+
+/// Run the whole pipeline. `progress` sees every step start and finish and every warning.
+pub fn provision(
+    opts: &ProvisionOptions,
+    progress: &mut dyn FnMut(Event),
+) -> Result<Report, ProvisionError> {
+    let t_all = Instant::now();
+    let mut r = Runner {
+        progress,
+        steps: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    // ---- preflight: nothing is written before this passes
+    let mut warns = Vec::new();
+    let (pre, wim) = r.step(Step::Preflight, |_| {
+        tools::check_all(tools::ALL)?;
+        let pre = preflight(opts, &mut |w| warns.push(w))?;
+        let wim = check_wim(&opts.wim, opts.index, opts.strict, &mut |w| warns.push(w))?;
+        if opts.out.is_dir() {
+            return Err(ProvisionError::Usage(format!(
+                "{}: --out is a directory; give the image file to write",
+                opts.out.display()
+            )));
+        }
+        if opts.out.exists() && !opts.overwrite {
+            return Err(ProvisionError::Usage(format!(
+                "{}: already exists (pass --force to replace it)",
+                opts.out.display()
+            )));
+        }
+        let detail = format!(
+            "WIM image {} of {} ({}), architecture {}; policy preflight {}",
+            wim.index,
+            wim.image_count,
+            wim.name.as_deref().unwrap_or("unnamed"),
+            wim.architecture.as_deref().unwrap_or("not reported"),
+            if pre.enforced {
+                "enforced"
+            } else {
+                "NOT enforced (tests)"
+            }
+        );
+        Ok(((pre, wim), detail))
+    })?;
+    for w in warns {
+        r.warn(w);
+    }
+
+    let out_dir = match opts.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let out_name = opts
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ufd.img".into());
+    let scratch = Scratch {
+        dir: out_dir.join(format!(".{out_name}.ufd-tmp.{}", std::process::id())),
+    };
+    std::fs::create_dir(&scratch.dir)
+        .map_err(|e| ProvisionError::io("prepare", &scratch.dir, e))?;
+    let vhd_part = scratch.dir.join("vhd-partition.ntfs");
+    let ufd_part = scratch.dir.join("ufd.img");
+    let ufd_sig = opts.disk_signature.unwrap_or_else(random_signature);
+    let vhd_sig = opts.vhd_disk_signature.unwrap_or_else(random_signature);
+
+    // ---- 1: the VHD's partition, formatted
+    r.step(Step::CreateVdisk, |b| {
+        let len = opts.vhd_size - PARTITION_OFFSET;
+        create_sparse(Step::CreateVdisk, &vhd_part, len)?;
+        run_tool(
+            b,
+            Step::CreateVdisk,
+            tools::MKNTFS,
+            mkntfs_args(&vhd_part, Some(&opts.vhd_label)),
+            None,
+        )?;
+        Ok((
+            (),
+            format!(
+                "{len}-byte partition at LBA {PARTITION_LBA}, NTFS quick format, label {}",
+                opts.vhd_label
+            ),
+        ))
+    })?;
+
+    // ---- 2: apply the image
+    r.step(Step::ApplyImage, |b| {
+        let w = opts.wim.as_os_str();
+        run_tool(
+            b,
+            Step::ApplyImage,
+            tools::WIMAPPLY,
+            [w, opts.index.to_string().as_ref(), vhd_part.as_os_str()],
+            None,
+        )?;
+        Ok((
+            (),
+            format!(
+                "wimapply image {} onto the unmounted NTFS volume",
+                opts.index
+            ),
+        ))
+    })?;
+
+    // ---- 6: disable paging in the VHD's SYSTEM hive (before the VHD is copied)
+    let system = r.step(Step::DisablePaging, |b| {
+        let hive_path = scratch.dir.join("SYSTEM");
+        let f = File::create(&hive_path)
+            .map_err(|e| ProvisionError::io("disable paging", &hive_path, e))?;
+        run_tool(
+            b,
+            Step::DisablePaging,
+            tools::NTFSCAT,
+            [
+                vhd_part.as_os_str(),
+                "/Windows/System32/config/SYSTEM".as_ref(),
+            ],
+            Some(f),
+        )?;
+        let bytes = std::fs::read(&hive_path)
+            .map_err(|e| ProvisionError::io("disable paging", &hive_path, e))?;
+        let src = "\\Windows\\System32\\config\\SYSTEM in the VHD";
+        let (edited, rep) =
+            system::disable_paging(bytes, opts.poll_boot_partition_timeout, filetime_now(), src)
+                .map_err(|e| {
+                    ProvisionError::format(
+                        "disable paging",
+                        Path::new("\\Windows\\System32\\config\\SYSTEM"),
+                        e,
+                    )
+                })?;
+        std::fs::write(&hive_path, &edited)
+            .map_err(|e| ProvisionError::io("disable paging", &hive_path, e))?;
+        run_tool(
+            b,
+            Step::DisablePaging,
+            tools::NTFSCP,
+            [
+                "-f".as_ref(),
+                vhd_part.as_os_str(),
+                hive_path.as_os_str(),
+                "/Windows/System32/config/SYSTEM".as_ref(),
+            ],
+            None,
+        )?;
+        let detail = format!(
+            "{}: PagingFiles emptied (was {:?}), ExistingPageFiles {}; hive {} -> {} bytes",
+            rep.control_sets.join(", "),
+            rep.paging_files_before,
+            if rep.existing_page_files_deleted {
+                "deleted"
+            } else {
+                "was absent"
+            },
+            rep.size_before,
+            rep.size_after
+        );
+        Ok((rep, detail))
+    })?;
+    for v in &system.verdicts {
+        if v.outcome != Outcome::Pass {
+            r.warn(format!("{}: {}", v.rule, v.evidence));
+        }
+    }
+
+    // ---- 1/2: the VHD file around the partition
+    let vhd_file = scratch.dir.join(VHD_NAME);
+    let vhd_zero_copy = r.step(Step::AssembleVhd, |_| {
+        let mbr = one_partition_mbr(vhd_sig, opts.vhd_size, false)
+            .map_err(|e| ProvisionError::format("assemble VHD", &vhd_file, e))?;
+        let mut head = vec![0u8; PARTITION_OFFSET as usize];
+        head[..512].copy_from_slice(&mbr.to_bytes());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let ts = unix_to_vhd_timestamp(now).unwrap_or(0);
+        let footer = Footer::new_fixed(opts.vhd_size, ts, random_bytes::<16>(), Creator::WINDOWS)
+            .map_err(|e| ProvisionError::format("assemble VHD", &vhd_file, e))?;
+        let zc = sparse::wrap_partition(&vhd_part, &head, &footer.to_bytes())
+            .map_err(|e| ProvisionError::io("assemble VHD", &vhd_part, e))?;
+        std::fs::rename(&vhd_part, &vhd_file)
+            .map_err(|e| ProvisionError::io("assemble VHD", &vhd_file, e))?;
+        Ok((
+            zc,
+            format!(
+                "fixed VHD {} bytes + footer (creator `win `), disk signature {vhd_sig:#010x}, {}",
+                opts.vhd_size,
+                if zc {
+                    "1 MiB inserted in front (zero copy)"
+                } else {
+                    "data extents copied (file system cannot insert ranges)"
+                }
+            ),
+        ))
+    })?;
+
+    // ---- 3: the UFD's partition
+    r.step(Step::PrepareUfd, |b| {
+        let len = opts.ufd_size - PARTITION_OFFSET;
+        create_sparse(Step::PrepareUfd, &ufd_part, len)?;
+        run_tool(
+            b,
+            Step::PrepareUfd,
+            tools::MKNTFS,
+            mkntfs_args(&ufd_part, None),
+            None,
+        )?;
+        Ok((
+            (),
+            format!("{len}-byte partition at LBA {PARTITION_LBA}, NTFS quick format"),
+        ))
+    })?;
+
+    // ---- 4.1: the VHD onto the UFD's NTFS, not sparse
+    let placement = r.step(Step::CopyVhd, |b| {
+        let vhd_len = std::fs::metadata(&vhd_file).map_err(|e| ProvisionError::io("copy the VHD", &vhd_file, e))?.len();
+        let empty = scratch.dir.join("empty");
+        File::create(&empty).map_err(|e| ProvisionError::io("copy the VHD", &empty, e))?;
+        let target = format!("/{VHD_NAME}");
+        run_tool(b, Step::CopyVhd, tools::NTFSCP, [ufd_part.as_os_str(), empty.as_os_str(), target.as_ref()], None)?;
+        run_tool(b, Step::CopyVhd, tools::NTFSFALLOCATE, ["-l".as_ref(), vhd_len.to_string().as_ref(), ufd_part.as_os_str(), target.as_ref()], None)?;
+        let info = run_tool(b, Step::CopyVhd, tools::NTFSINFO, ["-F".as_ref(), target.as_ref(), ufd_part.as_os_str()], None)?;
+        let inode: u64 = info
+            .stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Dumping Inode "))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ProvisionError::ntfs("copy the VHD", &ufd_part, 0, format!("ntfsinfo did not name the inode of {target}")))?;
+        let p = ntfs::place_file(&ufd_part, inode, &vhd_file)?;
+        let detail = format!(
+            "\\{VHD_NAME}: inode {inode}, {} run(s), {} data bytes written at their clusters, VDL {} -> {}",
+            p.runs.len(), p.copied_bytes, p.vdl_before, p.vdl_after
+        );
+        Ok((p, detail))
+    })?;
+    std::fs::remove_file(&vhd_file)
+        .map_err(|e| ProvisionError::io("copy the VHD", &vhd_file, e))?;
+
+    // ---- 5: bcdboot
+    let (bcd_rep, boot_files) = r.step(Step::Bcdboot, |b| {
+        bcdboot(b, opts, &scratch.dir, &ufd_part, ufd_sig)
+    })?;
+
+    // ---- 3/4.2: boot code, then the UFD disk around its partition
+    let ufd_zero_copy = r.step(Step::AssembleUfd, |_| {
+        let vbr = install_boot_record(&ufd_part)?;
+        let mut mbr = one_partition_mbr(ufd_sig, opts.ufd_size, true)
+            .map_err(|e| ProvisionError::format("assemble the UFD", &ufd_part, e))?
+            .to_bytes();
+        ufd_bootcode::install_mbr(&mut mbr)
+            .map_err(|e| ProvisionError::format("assemble the UFD", &ufd_part, e))?;
+        let mut head = vec![0u8; PARTITION_OFFSET as usize];
+        head[..512].copy_from_slice(&mbr);
+        let zc = sparse::wrap_partition(&ufd_part, &head, &[])
+            .map_err(|e| ProvisionError::io("assemble the UFD", &ufd_part, e))?;
+        Ok((zc, format!(
+            "MBR: ufd-bootcode MBR code, disk signature {ufd_sig:#010x}, partition 1 type 07 ACTIVE at LBA {PARTITION_LBA}; NTFS boot record: {vbr}; {}",
+            if zc { "zero copy" } else { "data extents copied" }
+        )))
+    })?;
+
+    // ---- 7: commit
+    let allocated = r.step(Step::Commit, |_| {
+        let f = File::open(&ufd_part).map_err(|e| ProvisionError::io("commit", &ufd_part, e))?;
+        f.sync_all()
+            .map_err(|e| ProvisionError::io("commit", &ufd_part, e))?;
+        let len = f
+            .metadata()
+            .map_err(|e| ProvisionError::io("commit", &ufd_part, e))?
+            .len();
+        if len != opts.ufd_size {
+            return Err(ProvisionError::io(
+                "commit",
+                &ufd_part,
+                std::io::Error::other(format!("image is {len} bytes, expected {}", opts.ufd_size)),
+            ));
+        }
+        use std::os::unix::fs::MetadataExt;
+        let alloc = f.metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+        std::fs::rename(&ufd_part, &opts.out)
+            .map_err(|e| ProvisionError::io("commit", &opts.out, e))?;
+        if let Ok(d) = File::open(&out_dir) {
+            let _ = d.sync_all();
+        }
+        Ok((
+            alloc,
+            format!(
+                "{} written ({len} bytes, {alloc} allocated on the host)",
+                opts.out.display()
+            ),
+        ))
+    })?;
+    drop(scratch);
+
+    let total_bytes_written = r.steps.iter().map(|s| s.bytes_written).sum();
+    let _ = Write::flush(&mut std::io::sink());
+    Ok(Report {
+        out: opts.out.clone(),
+        ufd_size: opts.ufd_size,
+        vhd_size: opts.vhd_size,
+        ufd_disk_signature: format!("{ufd_sig:#010x}"),
+        vhd_disk_signature: format!("{vhd_sig:#010x}"),
+        firmware: opts.firmware,
+        wim,
+        preflight: pre,
+        warnings: r.warnings,
+        steps: r.steps,
+        system,
+        vhd_placement: placement,
+        bcd: bcd_rep,
+        boot_files,
+        vhd_zero_copy,
+        ufd_zero_copy,
+        out_allocated_bytes: allocated,
+        total_seconds: t_all.elapsed().as_secs_f64(),
+        total_bytes_written,
+        bytes_written_method: BYTES_WRITTEN_METHOD,
+        not_done: vec![
+            "UEFI layouts (--firmware uefi|both): not implemented".into(),
+            "--keep-language (removing language packs): not implemented".into(),
+        ],
+    })
+}
+
+/// `ReadAt` over a partition file, for `ufd_bootcode::locate_bootmgr`.
+struct FileAt {
+    file: File,
+    size: u64,
+}
+
+impl ufd_formats::bytes::ReadAt for FileAt {
+    type Error = std::io::Error;
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
+}
+
+/// Seed step 4.2 (`bootsect /nt60`): the project's NTFS boot record (crate `ufd-bootcode`) into
+/// the UFD partition's `$Boot` area, with `\bootmgr`'s extents, and the same sector 0 into the
+/// backup boot sector (the volume's last sector). Returns a one-line summary.
+fn install_boot_record(part: &Path) -> Result<String, ProvisionError> {
+    use std::os::unix::fs::FileExt;
+    let step = "assemble the UFD";
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(part)
+        .map_err(|e| ProvisionError::io(step, part, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| ProvisionError::io(step, part, e))?
+        .len();
+    let mut reader = FileAt { file, size };
+    let extents = ufd_bootcode::locate_bootmgr(&mut reader)
+        .map_err(|e| ProvisionError::format(step, part, e))?;
+    let file = reader.file;
+    let mut area = vec![0u8; ufd_bootcode::VBR_AREA_LEN];
+    file.read_exact_at(&mut area, 0)
+        .map_err(|e| ProvisionError::io(step, part, e))?;
+    ufd_bootcode::install_vbr(&mut area, &extents)
+        .map_err(|e| ProvisionError::format(step, part, e))?;
+    file.write_all_at(&area, 0)
+        .map_err(|e| ProvisionError::io(step, part, e))?;
+    let backup = ufd_bootcode::backup_boot_sector_offset(&area[..512])
+        .map_err(|e| ProvisionError::format(step, part, e))?;
+    if backup + 512 <= size {
+        file.write_all_at(&area[..512], backup)
+            .map_err(|e| ProvisionError::io(step, part, e))?;
+    }
+    file.sync_all()
+        .map_err(|e| ProvisionError::io(step, part, e))?;
+    Ok(format!(
+        "ufd-bootcode VBR loading \\bootmgr (MFT record {}, {} bytes), backup boot sector at byte {backup}",
+        extents.mft_record_number, extents.file_size
+    ))
+}
+
+/// Seed step 5: boot files and `\Boot\BCD` onto the UFD's NTFS.
+fn bcdboot(
+    bytes: &mut u64,
+    opts: &ProvisionOptions,
+    scratch: &Path,
+    ufd_part: &Path,
+    ufd_sig: u32,
+) -> Result<((BcdReport, Vec<String>), String), ProvisionError> {
+    let step = Step::Bcdboot;
+    let io = |p: &Path, e: std::io::Error| ProvisionError::io("bcdboot", p, e);
+    let ex = scratch.join("extracted");
+    std::fs::create_dir(&ex).map_err(|e| io(&ex, e))?;
+    let dest = format!("--dest-dir={}", ex.display());
+    run_tool(
+        bytes,
+        step,
+        tools::WIMEXTRACT,
+        [
+            opts.wim.as_os_str(),
+            opts.index.to_string().as_ref(),
+            "/Windows/Boot/PCAT".as_ref(),
+            "/Windows/Boot/Fonts".as_ref(),
+            "/Windows/System32/config/BCD-Template".as_ref(),
+            dest.as_ref(),
+            "--preserve-dir-structure".as_ref(),
+            "--nullglob".as_ref(),
+            "--no-acls".as_ref(),
+        ],
+        None,
+    )?;
+    let pcat = ex.join("Windows/Boot/PCAT");
+    let bootmgr = pcat.join("bootmgr");
+    if !bootmgr.is_file() {
+        return Err(ProvisionError::Wim {
+            path: opts.wim.clone(),
+            message: format!(
+                "image {} has no \\Windows\\Boot\\PCAT\\bootmgr: nothing for bcdboot to copy (is this a Windows image?)",
+                opts.index
+            ),
+        });
+    }
+    // Staging tree = the UFD root as bcdboot leaves it (formats.md §3 [S]).
+    let stage = scratch.join("stage");
+    let boot = stage.join("Boot");
+    std::fs::create_dir_all(&boot).map_err(|e| io(&boot, e))?;
+    std::fs::rename(&bootmgr, stage.join("bootmgr")).map_err(|e| io(&bootmgr, e))?;
+    let mut files = vec!["\\bootmgr".to_string()];
+    let mut memdiag = false;
+    for entry in std::fs::read_dir(&pcat).map_err(|e| io(&pcat, e))? {
+        let entry = entry.map_err(|e| io(&pcat, e))?;
+        let name = entry.file_name();
+        let name_s = name.to_string_lossy().into_owned();
+        memdiag |= name_s.eq_ignore_ascii_case("memtest.exe");
+        std::fs::rename(entry.path(), boot.join(&name)).map_err(|e| io(&entry.path(), e))?;
+        files.push(format!("\\Boot\\{name_s}"));
+    }
+    let fonts = ex.join("Windows/Boot/Fonts");
+    if fonts.is_dir() {
+        std::fs::rename(&fonts, boot.join("Fonts")).map_err(|e| io(&fonts, e))?;
+        files.push("\\Boot\\Fonts\\".into());
+    }
+    let template_path = ex.join("Windows/System32/config/BCD-Template");
+    let template = if template_path.is_file() {
+        let t = std::fs::read(&template_path).map_err(|e| io(&template_path, e))?;
+        let hive = ufd_formats::hive::Hive::parse(&t).map_err(|e| {
+            ProvisionError::format(
+                "bcdboot",
+                Path::new("\\Windows\\System32\\config\\BCD-Template"),
+                e,
+            )
+        })?;
+        Some(Store::from_hive(&hive).map_err(|e| {
+            ProvisionError::format(
+                "bcdboot",
+                Path::new("\\Windows\\System32\\config\\BCD-Template"),
+                e,
+            )
+        })?)
+    } else {
+        None
+    };
+    let params = bcd::BcdParams {
+        ufd_disk_signature: ufd_sig,
+        ufd_partition_offset: PARTITION_OFFSET,
+        vhd_path: format!("\\{VHD_NAME}"),
+        loader: bcd::random_guid(random_bytes::<16>()),
+        description: opts.description.clone(),
+        locale: opts.locale.clone(),
+        vhd_form: opts.vhd_device_form,
+        timeout: 30,
+        memdiag,
+    };
+    let store = bcd::build_store(template.as_ref(), &params);
+    let bcd_bytes = store
+        .to_hive(filetime_now())
+        .map_err(|e| ProvisionError::format("bcdboot", Path::new("\\Boot\\BCD"), e))?;
+    let bcd_path = boot.join("BCD");
+    std::fs::write(&bcd_path, &bcd_bytes).map_err(|e| io(&bcd_path, e))?;
+    files.push("\\Boot\\BCD".into());
+    // ntfscp cannot create directories (pitfall 9): a tiny WIM of the staging tree, applied
+    // onto the non-empty volume, creates them.
+    let boot_wim = scratch.join("boot.wim");
+    run_tool(
+        bytes,
+        step,
+        tools::WIMCAPTURE,
+        [
+            stage.as_os_str(),
+            boot_wim.as_os_str(),
+            "boot files".as_ref(),
+            "--compress=none".as_ref(),
+        ],
+        None,
+    )?;
+    run_tool(
+        bytes,
+        step,
+        tools::WIMAPPLY,
+        [boot_wim.as_os_str(), "1".as_ref(), ufd_part.as_os_str()],
+        None,
+    )?;
+    let description = store
+        .object(&params.loader)
+        .and_then(|o| o.element(ufd_formats::bcd::ElementType(0x1200_0004)))
+        .map(|e| match &e.value {
+            ufd_formats::bcd::ElementValue::String(s) => s.clone(),
+            _ => String::new(),
+        })
+        .unwrap_or_default();
+    let rep = BcdReport {
+        loader: params.loader.to_string(),
+        description: description.clone(),
+        vhd_device_form: opts.vhd_device_form,
+        from_template: template.is_some(),
+        objects: store.objects.len(),
+        bytes: bcd_bytes.len(),
+    };
+    let detail = format!(
+        "{} files; \\Boot\\BCD {} bytes, {} objects ({}), default {} \"{description}\" on vhd=[disk {ufd_sig:#010x}, offset {PARTITION_OFFSET}]\\{VHD_NAME}",
+        files.len(),
+        bcd_bytes.len(),
+        store.objects.len(),
+        if template.is_some() { "from the image's BCD-Template" } else { "no BCD-Template in the image: built-in inherit objects" },
+        params.loader
+    );
+    Ok(((rep, files), detail))
+}

@@ -8,7 +8,7 @@ mod bcdcmd;
 mod fsutil;
 mod hivecmd;
 mod inspect;
-mod sample;
+mod provision;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -34,19 +34,16 @@ enum Command {
     /// BCD stores.
     #[command(subcommand)]
     Bcd(bcdcmd::BcdCmd),
-    /// Show what a disk image, VHD, hive, BCD store or sample directory holds, with policy verdicts.
+    /// Build a UFD image the way the seed's steps 1-7 build a Hyper-V Server UFD.
+    Provision(provision::ProvisionArgs),
+    /// Show what a disk image, VHD, hive, BCD store or a directory of them holds, with policy verdicts.
     Inspect {
-        /// A UFD disk image, a .vhd, a hive, a BCD store, or a directory written by `ufd sample`.
+        /// A UFD disk image, a .vhd, a hive, a BCD store, or a directory of such artefacts
+        /// (ufd.img, hyperV.vhd, BCD, SYSTEM) judged together.
         path: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
-    },
-    /// Write the built-in sample UFD artefacts (used by `cargo xtask demo`).
-    Sample {
-        /// Output directory (created if missing).
-        #[arg(long)]
-        out: PathBuf,
     },
 }
 
@@ -90,8 +87,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hive(cmd) => hivecmd::run(cmd),
         Command::Bcd(cmd) => bcdcmd::run(cmd),
+        Command::Provision(args) => provision::run(args),
         Command::Inspect { path, json } => inspect::run(&path, json),
-        Command::Sample { out } => sample::run(&out),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -54,9 +54,13 @@ pub enum VhdForm {
 /// Build a UFD image the way the seed's steps 1-7 build a Hyper-V Server UFD.
 #[derive(clap::Args)]
 pub struct ProvisionArgs {
-    /// The Hyper-V Server WIM (install.wim).
+    /// The Hyper-V Server WIM (install.wim). Without it, the built-in synthetic image named by
+    /// `--synthetic` is built (or taken from its cache) and used.
     #[arg(long)]
-    pub wim: PathBuf,
+    pub wim: Option<PathBuf>,
+    /// Which built-in synthetic image to use when no --wim is given.
+    #[arg(long, default_value = "hyperv-2008r2", value_parser = ["hyperv-2008r2", "ws2008r2"])]
+    pub synthetic: String,
     /// Image index in the WIM (1-based).
     #[arg(long, default_value_t = 1)]
     pub index: u32,
@@ -99,7 +103,23 @@ pub struct ProvisionArgs {
 }
 
 pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
-    let mut opts = ProvisionOptions::seed(&args.wim, &args.out);
+    let wim = match &args.wim {
+        Some(w) => w.clone(),
+        None => {
+            let w = ufd_synthetic::find_or_build(&args.synthetic).map_err(|e| {
+                CliError::other(format!("built-in synthetic image {}: {e}", args.synthetic))
+            })?;
+            if !args.json {
+                println!(
+                    "image: built-in synthetic {} ({})",
+                    args.synthetic,
+                    w.display()
+                );
+            }
+            w
+        }
+    };
+    let mut opts = ProvisionOptions::seed(&wim, &args.out);
     opts.index = args.index;
     opts.ufd_size = args.size;
     opts.vhd_size = args.vhd_size;
