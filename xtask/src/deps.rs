@@ -39,6 +39,26 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "assembling the project's own MBR and NTFS boot-record code",
     ),
     (
+        "mkfs.fat",
+        "dosfstools",
+        "FAT32 system partitions (UEFI layout) and the probe's test ESPs",
+    ),
+    (
+        "mcopy",
+        "mtools",
+        "copying files onto FAT images without mounting",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "ovmf",
+        "UEFI firmware for the guest probe (TCG; KVM here cannot run OVMF)",
+    ),
+    (
+        "/usr/lib/x86_64-linux-gnu/libwim.so.15",
+        "libwim15",
+        "language-pack filtering applies a filtered WIM through libwim (read-only)",
+    ),
+    (
         "qemu-system-x86_64",
         "qemu-system-x86",
         "booting images under SeaBIOS/OVMF (boot-code proof, harness)",
@@ -46,6 +66,9 @@ const TOOLS: &[(&str, &str, &str)] = &[
 ];
 
 fn have(cmd: &str) -> bool {
+    if cmd.starts_with('/') {
+        return std::path::Path::new(cmd).exists();
+    }
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
         .unwrap_or(false)

@@ -206,7 +206,13 @@ pub fn build_store(template: Option<&Store>, p: &BcdParams) -> Store {
             }
         }
         if let Some(os) = t.object(&OS_TEMPLATE_PCAT) {
-            for e in &os.elements {
+            // Class-4 elements (0x4xxxxxxx, "hidden"/setup) of the OS-target template
+            // parameterise the template itself: 0x42000002 holds the winload path that bcdboot
+            // writes as the loader's 0x12000002 (set below) [S: BCD-SYS `winload.sh`]. They are
+            // not copied. Reconstructed: a real loader may still carry class-4 elements that
+            // Windows itself sets later (shared/fixtures/bcd/win10-uefi: the WinRE loader has
+            // 46000010), which is a different source than the template.
+            for e in os.elements.iter().filter(|e| e.element_type.class() != 4) {
                 loader.set(e.clone());
             }
         }

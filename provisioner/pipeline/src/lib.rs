@@ -25,11 +25,13 @@
 //! write it to a stick with a tool that writes every block, or zero the stick first).
 //!
 //! Boot code (`bootsect /nt60 /mbr`) comes from crate `ufd-bootcode` (the project's own code,
-//! no Microsoft bytes). Not done here (reported in [`Report::not_done`]): UEFI layouts,
-//! removing language packs.
+//! no Microsoft bytes). `--keep-language` (the seed's "remove language packs that are not
+//! required") filters the applied image ([`language`]). Not done here (reported in
+//! [`Report::not_done`]): UEFI layouts.
 
 pub mod bcd;
 pub mod error;
+pub mod language;
 pub mod ntfs;
 pub mod sparse;
 pub mod system;
@@ -100,6 +102,15 @@ pub struct ProvisionOptions {
     pub policy_preflight: bool,
     /// Replace an existing `out`.
     pub overwrite: bool,
+    /// `--keep-language`: the UI languages to keep; every other language folder is left out
+    /// of the applied image ([`language`]). Empty = keep every language (the seed's default).
+    pub keep_languages: Vec<String>,
+    /// The OS loader object's GUID in `\Boot\BCD`; `None` = random (what bcdboot does).
+    /// Pinned by tests and snapshots for reproducible output.
+    pub loader_guid: Option<ufd_formats::bcd::Guid>,
+    /// FILETIME written into the edited hives (SYSTEM, `\Boot\BCD`); `None` = now. Pinned by
+    /// tests and snapshots for reproducible output.
+    pub filetime: Option<u64>,
 }
 
 impl ProvisionOptions {
@@ -122,6 +133,9 @@ impl ProvisionOptions {
             strict: false,
             policy_preflight: true,
             overwrite: false,
+            keep_languages: Vec::new(),
+            loader_guid: None,
+            filetime: None,
         }
     }
 }
@@ -233,6 +247,17 @@ pub struct BcdReport {
     pub bytes: usize,
 }
 
+/// What `--keep-language` removed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LanguageReport {
+    #[serde(flatten)]
+    pub plan: language::LanguagePlan,
+    /// `UILanguages` keys deleted from the image's SYSTEM hive.
+    pub hive_keys_deleted: Vec<String>,
+    /// Language folders not copied to the UFD's `\Boot` by the bcdboot step.
+    pub boot_folders_skipped: Vec<String>,
+}
+
 /// Everything `provision` did (serializable to JSON).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
@@ -251,6 +276,8 @@ pub struct Report {
     pub bcd: BcdReport,
     /// Files put on the UFD's NTFS by the bcdboot step.
     pub boot_files: Vec<String>,
+    /// What `--keep-language` removed (`None` when every language was kept).
+    pub languages: Option<LanguageReport>,
     /// Whether the VHD / UFD were assembled without copying (insert-range).
     pub vhd_zero_copy: bool,
     pub ufd_zero_copy: bool,
@@ -559,10 +586,21 @@ pub fn provision(
 
     // ---- preflight: nothing is written before this passes
     let mut warns = Vec::new();
-    let (pre, wim) = r.step(Step::Preflight, |_| {
+    let (pre, wim, lang_plan) = r.step(Step::Preflight, |_| {
         tools::check_all(tools::ALL)?;
         let pre = preflight(opts, &mut |w| warns.push(w))?;
         let wim = check_wim(&opts.wim, opts.index, opts.strict, &mut |w| warns.push(w))?;
+        let langs = if opts.keep_languages.is_empty() {
+            None
+        } else {
+            language::check_libwim()?;
+            Some(language::plan(
+                &opts.wim,
+                opts.index,
+                &opts.keep_languages,
+                &opts.locale,
+            )?)
+        };
         if opts.out.is_dir() {
             return Err(ProvisionError::Usage(format!(
                 "{}: --out is a directory; give the image file to write",
@@ -576,7 +614,7 @@ pub fn provision(
             )));
         }
         let detail = format!(
-            "WIM image {} of {} ({}), architecture {}; policy preflight {}",
+            "WIM image {} of {} ({}), architecture {}; policy preflight {}{}",
             wim.index,
             wim.image_count,
             wim.name.as_deref().unwrap_or("unnamed"),
@@ -585,9 +623,20 @@ pub fn provision(
                 "enforced"
             } else {
                 "NOT enforced (tests)"
+            },
+            match &langs {
+                Some(p) => format!(
+                    "; languages {} of {}: {} folder(s), {} file(s), {} bytes left out",
+                    p.kept.join(" "),
+                    p.present.join(" "),
+                    p.folders.len(),
+                    p.files,
+                    p.bytes_saved
+                ),
+                None => String::new(),
             }
         );
-        Ok(((pre, wim), detail))
+        Ok(((pre, wim, langs), detail))
     })?;
     for w in warns {
         r.warn(w);
@@ -611,6 +660,7 @@ pub fn provision(
     let ufd_part = scratch.dir.join("ufd.img");
     let ufd_sig = opts.disk_signature.unwrap_or_else(random_signature);
     let vhd_sig = opts.vhd_disk_signature.unwrap_or_else(random_signature);
+    let filetime = opts.filetime.unwrap_or_else(filetime_now);
 
     // ---- 1: the VHD's partition, formatted
     r.step(Step::CreateVdisk, |b| {
@@ -634,6 +684,21 @@ pub fn provision(
 
     // ---- 2: apply the image
     r.step(Step::ApplyImage, |b| {
+        if let Some(plan) = &lang_plan {
+            // wimapply minus the removed languages' folders (language.rs: libwim in-process,
+            // the WIM is only read).
+            language::apply_filtered(&opts.wim, opts.index, &plan.folders, &vhd_part)?;
+            return Ok((
+                (),
+                format!(
+                    "libwim: image {} onto the unmounted NTFS volume without {} ({} folders, {} bytes)",
+                    opts.index,
+                    plan.removed.join(" "),
+                    plan.folders.len(),
+                    plan.bytes_saved
+                ),
+            ));
+        }
         let w = opts.wim.as_os_str();
         run_tool(
             b,
@@ -652,7 +717,7 @@ pub fn provision(
     })?;
 
     // ---- 6: disable paging in the VHD's SYSTEM hive (before the VHD is copied)
-    let system = r.step(Step::DisablePaging, |b| {
+    let (system, lang_keys) = r.step(Step::DisablePaging, |b| {
         let hive_path = scratch.dir.join("SYSTEM");
         let f = File::create(&hive_path)
             .map_err(|e| ProvisionError::io("disable paging", &hive_path, e))?;
@@ -669,8 +734,8 @@ pub fn provision(
         let bytes = std::fs::read(&hive_path)
             .map_err(|e| ProvisionError::io("disable paging", &hive_path, e))?;
         let src = "\\Windows\\System32\\config\\SYSTEM in the VHD";
-        let (edited, rep) =
-            system::disable_paging(bytes, opts.poll_boot_partition_timeout, filetime_now(), src)
+        let (mut edited, rep) =
+            system::disable_paging(bytes, opts.poll_boot_partition_timeout, filetime, src)
                 .map_err(|e| {
                     ProvisionError::format(
                         "disable paging",
@@ -678,6 +743,16 @@ pub fn provision(
                         e,
                     )
                 })?;
+        let mut lang_keys = Vec::new();
+        if let Some(plan) = &lang_plan {
+            // Same hive round trip (one ntfscat, one ntfscp): the UILanguages keys of the
+            // removed languages go in a second in-memory Editor pass.
+            let sys = Path::new("\\Windows\\System32\\config\\SYSTEM");
+            let mut ed = ufd_formats::hive::Editor::open(edited)
+                .map_err(|e| ProvisionError::format("disable paging", sys, e))?;
+            lang_keys = language::edit_hive(&mut ed, &plan.removed, sys)?;
+            edited = ed.finish(filetime);
+        }
         std::fs::write(&hive_path, &edited)
             .map_err(|e| ProvisionError::io("disable paging", &hive_path, e))?;
         run_tool(
@@ -693,7 +768,7 @@ pub fn provision(
             None,
         )?;
         let detail = format!(
-            "{}: PagingFiles emptied (was {:?}), ExistingPageFiles {}; hive {} -> {} bytes",
+            "{}: PagingFiles emptied (was {:?}), ExistingPageFiles {}; hive {} -> {} bytes{}",
             rep.control_sets.join(", "),
             rep.paging_files_before,
             if rep.existing_page_files_deleted {
@@ -702,9 +777,14 @@ pub fn provision(
                 "was absent"
             },
             rep.size_before,
-            rep.size_after
+            rep.size_after,
+            if lang_keys.is_empty() {
+                String::new()
+            } else {
+                format!("; deleted {}", lang_keys.join(", "))
+            }
         );
-        Ok((rep, detail))
+        Ok(((rep, lang_keys), detail))
     })?;
     for v in &system.verdicts {
         if v.outcome != Outcome::Pass {
@@ -788,8 +868,16 @@ pub fn provision(
         .map_err(|e| ProvisionError::io("copy the VHD", &vhd_file, e))?;
 
     // ---- 5: bcdboot
-    let (bcd_rep, boot_files) = r.step(Step::Bcdboot, |b| {
-        bcdboot(b, opts, &scratch.dir, &ufd_part, ufd_sig)
+    let (bcd_rep, boot_files, boot_skipped) = r.step(Step::Bcdboot, |b| {
+        bcdboot(
+            b,
+            opts,
+            &scratch.dir,
+            &ufd_part,
+            ufd_sig,
+            lang_plan.as_ref().map(|p| &p.removed[..]),
+            filetime,
+        )
     })?;
 
     // ---- 3/4.2: boot code, then the UFD disk around its partition
@@ -860,16 +948,18 @@ pub fn provision(
         vhd_placement: placement,
         bcd: bcd_rep,
         boot_files,
+        languages: lang_plan.map(|plan| LanguageReport {
+            plan,
+            hive_keys_deleted: lang_keys,
+            boot_folders_skipped: boot_skipped,
+        }),
         vhd_zero_copy,
         ufd_zero_copy,
         out_allocated_bytes: allocated,
         total_seconds: t_all.elapsed().as_secs_f64(),
         total_bytes_written,
         bytes_written_method: BYTES_WRITTEN_METHOD,
-        not_done: vec![
-            "UEFI layouts (--firmware uefi|both): not implemented".into(),
-            "--keep-language (removing language packs): not implemented".into(),
-        ],
+        not_done: vec!["UEFI layouts (--firmware uefi|both): not implemented".into()],
     })
 }
 
@@ -929,6 +1019,10 @@ fn install_boot_record(part: &Path) -> Result<String, ProvisionError> {
     ))
 }
 
+/// The bcdboot step's results: the BCD report, the files put on the UFD, and the language
+/// folders left out of `\Boot`.
+type BcdOutcome = (BcdReport, Vec<String>, Vec<String>);
+
 /// Seed step 5: boot files and `\Boot\BCD` onto the UFD's NTFS.
 fn bcdboot(
     bytes: &mut u64,
@@ -936,7 +1030,9 @@ fn bcdboot(
     scratch: &Path,
     ufd_part: &Path,
     ufd_sig: u32,
-) -> Result<((BcdReport, Vec<String>), String), ProvisionError> {
+    removed_languages: Option<&[String]>,
+    filetime: u64,
+) -> Result<(BcdOutcome, String), ProvisionError> {
     let step = Step::Bcdboot;
     let io = |p: &Path, e: std::io::Error| ProvisionError::io("bcdboot", p, e);
     let ex = scratch.join("extracted");
@@ -971,6 +1067,12 @@ fn bcdboot(
         });
     }
     // Staging tree = the UFD root as bcdboot leaves it (formats.md §3 [S]).
+    // bcdboot copies the boot files of the applied image, which no longer has the removed
+    // languages: leave their folders out of \\Boot too.
+    let skipped = match removed_languages {
+        Some(removed) => language::prune_host_dir(&pcat, removed).map_err(|e| io(&pcat, e))?,
+        None => Vec::new(),
+    };
     let stage = scratch.join("stage");
     let boot = stage.join("Boot");
     std::fs::create_dir_all(&boot).map_err(|e| io(&boot, e))?;
@@ -1014,7 +1116,9 @@ fn bcdboot(
         ufd_disk_signature: ufd_sig,
         ufd_partition_offset: PARTITION_OFFSET,
         vhd_path: format!("\\{VHD_NAME}"),
-        loader: bcd::random_guid(random_bytes::<16>()),
+        loader: opts
+            .loader_guid
+            .unwrap_or_else(|| bcd::random_guid(random_bytes::<16>())),
         description: opts.description.clone(),
         locale: opts.locale.clone(),
         vhd_form: opts.vhd_device_form,
@@ -1023,7 +1127,7 @@ fn bcdboot(
     };
     let store = bcd::build_store(template.as_ref(), &params);
     let bcd_bytes = store
-        .to_hive(filetime_now())
+        .to_hive(filetime)
         .map_err(|e| ProvisionError::format("bcdboot", Path::new("\\Boot\\BCD"), e))?;
     let bcd_path = boot.join("BCD");
     std::fs::write(&bcd_path, &bcd_bytes).map_err(|e| io(&bcd_path, e))?;
@@ -1074,5 +1178,5 @@ fn bcdboot(
         if template.is_some() { "from the image's BCD-Template" } else { "no BCD-Template in the image: built-in inherit objects" },
         params.loader
     );
-    Ok(((rep, files), detail))
+    Ok(((rep, files, skipped), detail))
 }

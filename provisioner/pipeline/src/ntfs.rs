@@ -30,6 +30,7 @@ const STEP: &str = "copy the VHD to the UFD";
 const FIXUP_BLOCK: usize = 512;
 const ATTR_STANDARD_INFORMATION: u32 = 0x10;
 const ATTR_ATTRIBUTE_LIST: u32 = 0x20;
+const ATTR_FILE_NAME: u32 = 0x30;
 const ATTR_DATA: u32 = 0x80;
 const ATTR_END: u32 = 0xFFFF_FFFF;
 const FLAG_COMPRESSED: u16 = 0x0001;
@@ -331,6 +332,36 @@ pub fn data_attr(rec: &[u8], path: &Path, rec_off: u64) -> Result<DataAttr, Prov
     found.ok_or_else(|| err(0x14, "no unnamed $DATA attribute".into()))
 }
 
+/// Set the allocated/data size fields (value offsets 0x28 and 0x30, ntfs-3g `layout.h`
+/// `FILE_NAME_ATTR`) of every resident `$FILE_NAME` attribute of a fixed-up record to the
+/// unnamed `$DATA`'s sizes. `ntfsfallocate` leaves the record's own `$FILE_NAME` data size at 0
+/// (it updates only the parent directory's index entry, through ntfs-3g's
+/// `ntfs_inode_sync_file_name`, which already carries both sizes); chkdsk compares the two.
+/// Returns how many attributes were set.
+pub fn set_file_name_sizes(rec: &mut [u8], allocated: u64, data: u64) -> usize {
+    let mut n = 0;
+    let mut off = usize::from(le16(rec, 0x14));
+    while off + 0x18 <= rec.len() {
+        let ty = le32(rec, off);
+        let len = le32(rec, off + 4) as usize;
+        if ty == ATTR_END || len < 0x18 || off + len > rec.len() {
+            break;
+        }
+        if ty == ATTR_FILE_NAME && rec[off + 8] == 0 {
+            let vo = usize::from(le16(rec, off + 0x14));
+            let vl = le32(rec, off + 0x10) as usize;
+            if vl >= 0x42 && vo + vl <= len {
+                let v = off + vo;
+                rec[v + 0x28..v + 0x30].copy_from_slice(&allocated.to_le_bytes());
+                rec[v + 0x30..v + 0x38].copy_from_slice(&data.to_le_bytes());
+                n += 1;
+            }
+        }
+        off += len;
+    }
+    n
+}
+
 /// A volume file opened for reading and patching records.
 pub struct Volume<'p> {
     file: File,
@@ -520,6 +551,7 @@ pub fn place_file(volume: &Path, inode: u64, src: &Path) -> Result<Placement, Pr
         .map_err(|e| ProvisionError::io(STEP, volume, e))?;
     let vdl_before = attr.initialized_size;
     rec[attr.init_field..attr.init_field + 8].copy_from_slice(&attr.data_size.to_le_bytes());
+    set_file_name_sizes(&mut rec, attr.allocated_size, attr.data_size);
     refix(&mut rec);
     vol.write_record(inode, &rec)?;
     vol.file

@@ -43,6 +43,12 @@ fn parse_u32_hex(s: &str) -> Result<u32, String> {
     r.map_err(|_| format!("{s:?}: expected a 32-bit number (decimal or 0x...)"))
 }
 
+fn parse_guid(s: &str) -> Result<ufd_formats::bcd::Guid, String> {
+    ufd_formats::bcd::Guid::parse(s).ok_or_else(|| {
+        format!("{s:?}: expected a GUID such as {{01234567-89ab-cdef-0123-456789abcdef}}")
+    })
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum VhdForm {
     /// vhd=[UFD partition]\hyperV.vhd (bcdedit's bytes, verified).
@@ -94,6 +100,17 @@ pub struct ProvisionArgs {
     /// Do not enforce the capacity requirement (for small test images; reported in the output).
     #[arg(long)]
     pub no_policy_preflight: bool,
+    /// Keep only these UI languages (repeatable, e.g. --keep-language en-US): every other
+    /// language folder (\\Windows\\System32\\de-DE, \\Windows\\Boot\\PCAT\\de-DE, ...) is left out of
+    /// the applied image and its SYSTEM UILanguages key deleted. The WIM is not modified.
+    #[arg(long = "keep-language", value_name = "LL-CC")]
+    pub keep_language: Vec<String>,
+    /// Loader object GUID in \\Boot\\BCD instead of a random one (reproducible images).
+    #[arg(long, hide = true, value_parser = parse_guid)]
+    pub loader_guid: Option<ufd_formats::bcd::Guid>,
+    /// The VHD's own MBR disk signature instead of a random one (reproducible images).
+    #[arg(long, hide = true, value_parser = parse_u32_hex)]
+    pub vhd_disk_signature: Option<u32>,
     /// Replace an existing --out.
     #[arg(long)]
     pub force: bool,
@@ -134,6 +151,9 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
     opts.strict = args.strict;
     opts.policy_preflight = !args.no_policy_preflight;
     opts.overwrite = args.force;
+    opts.keep_languages = args.keep_language;
+    opts.loader_guid = args.loader_guid;
+    opts.vhd_disk_signature = args.vhd_disk_signature;
     let json = args.json;
     let mut progress = |e: Event| match e {
         Event::Started(_) => {}
@@ -169,6 +189,20 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
         );
         if !report.preflight.enforced {
             println!("policy preflight NOT enforced (--no-policy-preflight)");
+        }
+        if let Some(l) = &report.languages {
+            println!(
+                "languages: kept {}, removed {} ({} folders, {} files, {} bytes saved)",
+                l.plan.kept.join(" "),
+                if l.plan.removed.is_empty() {
+                    "none".to_string()
+                } else {
+                    l.plan.removed.join(" ")
+                },
+                l.plan.folders.len(),
+                l.plan.files,
+                l.plan.bytes_saved
+            );
         }
         for n in &report.not_done {
             println!("not done: {n}");
