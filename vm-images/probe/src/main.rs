@@ -1,0 +1,762 @@
+//! # ufd-probe: the guest probe
+//!
+//! A UEFI application that stands in for Windows Boot Manager, winload and the kernel's wait
+//! for the boot device, on the real bytes the provisioner wrote. The provisioner places it as
+//! `bootmgfw.efi`, `bcdboot` copies it to the UFD, and the firmware boots it from the stick.
+//!
+//! It reports one JSON object per line, prefixed `UFDPROBE `, on ConOut (which OVMF mirrors to
+//! the serial port) and, byte for byte, on the debugcon port 0xE9; then it powers the machine
+//! off through `ResetSystem(EfiResetShutdown)` (QEMU exits with status 0).
+//!
+//! 1. `platform`: CPUID (long mode, NX, VMX, SVM, vendor, hypervisor vendor), EFER.NXE,
+//!    firmware vendor/revision, memory from the memory map.
+//! 2. `boot-device`: from its own LoadedImage device path — the whole disk, the USB host
+//!    controller (PCI class 0C03h prog-if), hub depth (`USB()` nodes), UsbIo device and
+//!    interface descriptors, BlockIo RemovableMedia and capacity, other USB devices on the
+//!    same controller and root port.
+//! 3. `hop`: the boot path walked by `ufd-bootpath` over the firmware's BlockIo.
+//! 4. `verdict`: every OEM rule the guest can judge, by the shared rule IDs.
+//! 5. Boot manager and winload refuse at the first failed hop (`refused` record, no kernel).
+//!    Otherwise `handoff` (the record the harness unplugs the stick on), a 1.5 s settle, then
+//!    the kernel's wait for the boot disk (matched by the BCD loader's disk signature) for up to
+//!    PollBootPartitionTimeout ms as `ufd_formats::policy::effective_boot_device_wait_ms` makes
+//!    it effective (absent → no wait; < 200 → none; > 180000 → clamped: the public
+//!    nt!PnpBootDeviceWait disassembly, Windows 7 itself unverified). It polls the firmware's
+//!    BlockIo handle list every 100 ms and reads sector 0 only of handles just listed (a read
+//!    to a pulled device stalls ~18 s in OVMF: shared/reference/qemu.md §4), and ends in a
+//!    `kernel` record `surfaced after N ms` or `STOP 0x0000007B INACCESSIBLE_BOOT_DEVICE after
+//!    N ms`. The final `done` record carries `outcome`: `boots`, `bugcheck 0x7B` or `refused`.
+//!
+//! Bad data never hangs it: a corrupt BCD, VHD or hive is a failed hop and a verdict.
+//!
+//! `unsafe` is confined to port I/O (0xE9 and PCI configuration 0xCF8/0xCFC), RDMSR of EFER,
+//! RDTSC, and opening protocols non-exclusively (`GetProtocol`, so no driver is disconnected).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::time::Duration;
+
+use uefi::boot::{self, OpenProtocolAttributes, OpenProtocolParams, ScopedProtocol, SearchType};
+use uefi::mem::memory_map::{MemoryMap, MemoryType};
+use uefi::prelude::*;
+use uefi::proto::device_path::text::{AllowShortcuts, DisplayOnly};
+use uefi::proto::device_path::DevicePath;
+use uefi::proto::loaded_image::LoadedImage;
+use uefi::proto::media::block::BlockIO;
+use uefi::proto::usb::io::UsbIo;
+use uefi::proto::ProtocolPointer;
+use uefi::runtime::ResetType;
+
+use ufd_bootpath::guest::{self, CpuFacts, HostController, UsbFacts};
+use ufd_bootpath::json::{hop_line, verdict_line, Obj};
+use ufd_bootpath::walk::{walk, BootPath, Options, Status as HopStatus};
+use ufd_formats::bytes::ReadAt;
+use ufd_formats::policy::{self, Outcome};
+
+/// Every report line starts with this.
+const PREFIX: &str = "UFDPROBE ";
+/// Poll period of the kernel-phase wait (the firmware's USB root hub is polled every 100 ms).
+const POLL_MS: u64 = 100;
+
+// ---------------------------------------------------------------------------------------------
+// output
+
+fn debugcon(bytes: &[u8]) {
+    for &b in bytes {
+        // SAFETY: port 0xE9 is QEMU's debugcon (or unused on real hardware); writing a byte
+        // has no other effect.
+        unsafe {
+            core::arch::asm!("out dx, al", in("dx") 0xE9u16, in("al") b, options(nomem, nostack))
+        };
+    }
+}
+
+fn emit(json: &str) {
+    let line = format!("{PREFIX}{json}\r\n");
+    uefi::system::with_stdout(|out| {
+        let _ = out.write_str(&line);
+    });
+    debugcon(line.replace('\r', "").as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// time
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// A millisecond clock from the TSC, calibrated against the firmware's Stall.
+struct Clock {
+    t0: u64,
+    per_ms: u64,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let a = rdtsc();
+        boot::stall(Duration::from_millis(10));
+        let per_ms = ((rdtsc() - a) / 10).max(1);
+        Clock {
+            t0: rdtsc(),
+            per_ms,
+        }
+    }
+    fn ms(&self) -> u64 {
+        (rdtsc() - self.t0) / self.per_ms
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// platform
+
+fn cpuid(leaf: u32) -> core::arch::x86_64::CpuidResult {
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID is available on every x86_64 processor.
+    unsafe {
+        core::arch::x86_64::__cpuid_count(leaf, 0)
+    }
+}
+
+fn regs_text(regs: &[u32]) -> String {
+    regs.iter()
+        .flat_map(|r| r.to_le_bytes())
+        .filter(|b| *b != 0)
+        .map(char::from)
+        .collect()
+}
+
+fn cpu_facts() -> CpuFacts {
+    let l0 = cpuid(0);
+    let l1 = cpuid(1);
+    let max_ext = cpuid(0x8000_0000).eax;
+    let e1 = if max_ext >= 0x8000_0001 {
+        cpuid(0x8000_0001)
+    } else {
+        cpuid(0)
+    };
+    let hv = l1.ecx & (1 << 31) != 0;
+    let hypervisor = hv.then(|| {
+        let h = cpuid(0x4000_0000);
+        regs_text(&[h.ebx, h.ecx, h.edx])
+    });
+    let long_mode = max_ext >= 0x8000_0001 && e1.edx & (1 << 29) != 0;
+    // EFER exists on every long-mode processor (we run in long mode).
+    let (lo, _hi): (u32, u32);
+    // SAFETY: RDMSR of IA32_EFER (0xC0000080) is defined in long mode.
+    unsafe {
+        core::arch::asm!("rdmsr", in("ecx") 0xC000_0080u32, out("eax") lo, out("edx") _hi, options(nomem, nostack))
+    };
+    CpuFacts {
+        long_mode,
+        nx: max_ext >= 0x8000_0001 && e1.edx & (1 << 20) != 0,
+        efer_nxe: Some(lo & (1 << 11) != 0),
+        vmx: l1.ecx & (1 << 5) != 0,
+        svm: max_ext >= 0x8000_0001 && e1.ecx & (1 << 2) != 0,
+        // IA32_FEATURE_CONTROL / VM_CR are not read: a #GP on a CPU or hypervisor without
+        // them would kill the probe (TCG, PVM). The VT verdict says so.
+        feature_control: None,
+        vm_cr: None,
+        vendor: regs_text(&[l0.ebx, l0.edx, l0.ecx]),
+        hypervisor,
+    }
+}
+
+fn platform(c: &CpuFacts) {
+    let mut total = 0u64;
+    let mut free = 0u64;
+    if let Ok(map) = boot::memory_map(MemoryType::LOADER_DATA) {
+        for d in map.entries() {
+            let bytes = d.page_count * 4096;
+            total += bytes;
+            if d.ty == MemoryType::CONVENTIONAL {
+                free += bytes;
+            }
+        }
+    }
+    let rev = uefi::system::uefi_revision();
+    emit(
+        &Obj::new()
+            .str("event", "platform")
+            .str("cpu_vendor", &c.vendor)
+            .opt_str("hypervisor", c.hypervisor.as_deref())
+            .bool("long_mode", c.long_mode)
+            .bool("nx", c.nx)
+            .bool("efer_nxe", c.efer_nxe.unwrap_or(false))
+            .bool("vmx", c.vmx)
+            .bool("svm", c.svm)
+            .str(
+                "firmware_vendor",
+                &uefi::system::firmware_vendor().to_string(),
+            )
+            .str(
+                "firmware_revision",
+                &format!("{:#x}", uefi::system::firmware_revision()),
+            )
+            .str("uefi_revision", &format!("{}.{}", rev.major(), rev.minor()))
+            .num("memory_bytes", total)
+            .num("conventional_bytes", free)
+            .finish(),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// protocols
+
+/// Open `P` on `h` without exclusivity (no driver gets disconnected).
+fn get<P: ProtocolPointer + ?Sized>(h: Handle) -> Option<ScopedProtocol<P>> {
+    // SAFETY: GetProtocol does not take ownership; the probe never uninstalls protocols and
+    // drops the scoped protocol before any handle it came from can be reconnected by it.
+    unsafe {
+        boot::open_protocol::<P>(
+            OpenProtocolParams {
+                handle: h,
+                agent: boot::image_handle(),
+                controller: None,
+            },
+            OpenProtocolAttributes::GetProtocol,
+        )
+    }
+    .ok()
+}
+
+fn path_text(h: Handle) -> Option<String> {
+    let dp = get::<DevicePath>(h)?;
+    dp.to_string16(DisplayOnly(false), AllowShortcuts(false))
+        .ok()
+        .map(|s| s.to_string())
+}
+
+fn handles<P: ProtocolPointer + ?Sized>() -> Vec<Handle> {
+    boot::locate_handle_buffer(SearchType::from_proto::<P>())
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
+/// OVMF connects only the devices in QEMU's boot order; the probe connects everything once
+/// (qemu.md §0 finding 4), so every USB disk shows up, then never again per poll.
+fn connect_all(clock: &Clock) {
+    let t = clock.ms();
+    let all = boot::locate_handle_buffer(SearchType::AllHandles)
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    let mut ok = 0u32;
+    for h in &all {
+        if boot::connect_controller(*h, &[], None, true).is_ok() {
+            ok += 1;
+        }
+    }
+    emit(
+        &Obj::new()
+            .str("event", "connect")
+            .num("handles", all.len() as u64)
+            .num("connected", ok)
+            .num("ms", clock.ms() - t)
+            .finish(),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PCI configuration space (bus 0 only)
+
+fn pci_class(dev: u8, func: u8) -> u32 {
+    let addr = 0x8000_0000u32 | (u32::from(dev) << 11) | (u32::from(func) << 8) | 0x08;
+    let v: u32;
+    // SAFETY: configuration mechanism #1 (0xCF8/0xCFC) reads one dword of bus 0 config space.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") 0xCF8u16, in("eax") addr, options(nomem, nostack));
+        core::arch::asm!("in eax, dx", in("dx") 0xCFCu16, out("eax") v, options(nomem, nostack));
+    }
+    v
+}
+
+/// `Pci(0x4,0x0)` → (4, 0).
+fn pci_node(node: &str) -> Option<(u8, u8)> {
+    let inner = node.strip_prefix("Pci(")?.strip_suffix(')')?;
+    let (d, f) = inner.split_once(',')?;
+    let p = |s: &str| u8::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
+    Some((p(d)?, p(f)?))
+}
+
+/// The controller kind, when its path is `PciRoot(..)/Pci(d,f)` (a device on bus 0).
+fn controller_kind(controller_path: &str) -> (Option<HostController>, Option<u32>) {
+    let nodes = guest::path_nodes(controller_path);
+    let pcis: Vec<&str> = nodes
+        .iter()
+        .copied()
+        .filter(|n| n.starts_with("Pci("))
+        .collect();
+    if pcis.len() != 1 {
+        return (None, None);
+    }
+    let Some((d, f)) = pci_node(pcis[0]) else {
+        return (None, None);
+    };
+    let class = pci_class(d, f);
+    let (base, sub, prog) = ((class >> 24) as u8, (class >> 16) as u8, (class >> 8) as u8);
+    if base == 0x0C && sub == 0x03 {
+        (Some(HostController::from_prog_if(prog)), Some(class >> 8))
+    } else {
+        (None, Some(class >> 8))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the disk, read through BlockIo
+
+/// A whole-disk BlockIo as a `ReadAt`, with a small chunk cache (the NTFS walk does many small
+/// reads; every BlockIo read is whole, aligned blocks).
+struct BlockDisk {
+    bio: ScopedProtocol<BlockIO>,
+    media_id: u32,
+    block: u64,
+    size: u64,
+    cache: Vec<(u64, Vec<u8>)>,
+    next_victim: usize,
+}
+
+const CHUNK: u64 = 64 * 1024;
+const CHUNKS: usize = 32;
+
+impl BlockDisk {
+    fn open(h: Handle) -> Option<BlockDisk> {
+        let bio = get::<BlockIO>(h)?;
+        let m = bio.media();
+        let block = u64::from(m.block_size());
+        if block == 0 || !m.is_media_present() || !CHUNK.is_multiple_of(block) {
+            return None;
+        }
+        let (media_id, size) = (m.media_id(), (m.last_block() + 1) * block);
+        Some(BlockDisk {
+            bio,
+            media_id,
+            block,
+            size,
+            cache: Vec::new(),
+            next_victim: 0,
+        })
+    }
+
+    fn chunk(&mut self, index: u64) -> Result<usize, String> {
+        if let Some(i) = self.cache.iter().position(|(c, _)| *c == index) {
+            return Ok(i);
+        }
+        let start = index * CHUNK;
+        let len = CHUNK.min(self.size - start) as usize;
+        let mut buf = vec![0u8; len];
+        self.bio
+            .read_blocks(self.media_id, start / self.block, &mut buf)
+            .map_err(|e| {
+                format!(
+                    "BlockIo ReadBlocks at LBA {}: {:?}",
+                    start / self.block,
+                    e.status()
+                )
+            })?;
+        if self.cache.len() < CHUNKS {
+            self.cache.push((index, buf));
+            Ok(self.cache.len() - 1)
+        } else {
+            let v = self.next_victim;
+            self.next_victim = (v + 1) % CHUNKS;
+            self.cache[v] = (index, buf);
+            Ok(v)
+        }
+    }
+}
+
+impl ReadAt for BlockDisk {
+    type Error = String;
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|e| *e <= self.size)
+            .ok_or_else(|| {
+                format!(
+                    "read of {} bytes at {offset} past the disk end {}",
+                    buf.len(),
+                    self.size
+                )
+            })?;
+        let mut pos = offset;
+        while pos < end {
+            let i = self.chunk(pos / CHUNK)?;
+            let within = (pos % CHUNK) as usize;
+            let data = &self.cache[i].1;
+            let n = (data.len() - within).min((end - pos) as usize);
+            let at = (pos - offset) as usize;
+            buf[at..at + n].copy_from_slice(&data[within..within + n]);
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Sector 0's MBR disk signature of a whole-disk BlockIo handle (one read).
+fn disk_signature(h: Handle) -> Option<u32> {
+    let mut bio = get::<BlockIO>(h)?;
+    let (partition, present, block, media_id) = {
+        let m = bio.media();
+        (
+            m.is_logical_partition(),
+            m.is_media_present(),
+            m.block_size(),
+            m.media_id(),
+        )
+    };
+    if partition || !present || block < 512 {
+        return None;
+    }
+    let mut b = vec![0u8; block as usize];
+    bio.read_blocks(media_id, 0, &mut b).ok()?;
+    (b[510] == 0x55 && b[511] == 0xAA)
+        .then(|| u32::from_le_bytes([b[0x1B8], b[0x1B9], b[0x1BA], b[0x1BB]]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// the boot device
+
+struct BootDevice {
+    disk: Option<Handle>,
+    partition_offset: Option<u64>,
+    usb: UsbFacts,
+}
+
+/// `.../HD(1,MBR,0xE5B00001,0x800,0x1F800)` → the partition's byte offset (start LBA × 512).
+fn hd_offset(path: &str) -> Option<u64> {
+    let node = guest::path_nodes(path)
+        .into_iter()
+        .rev()
+        .find(|n| n.starts_with("HD("))?;
+    let inner = node.strip_prefix("HD(")?.strip_suffix(')')?;
+    let start = inner.split(',').nth(3)?.trim();
+    u64::from_str_radix(start.trim_start_matches("0x"), 16)
+        .ok()
+        .map(|l| l * 512)
+}
+
+fn boot_device() -> BootDevice {
+    let dev = get::<LoadedImage>(boot::image_handle()).and_then(|li| li.device());
+    let image_path = dev.and_then(path_text).unwrap_or_default();
+    let disk_path = match image_path.find("/HD(") {
+        Some(i) => image_path[..i].to_string(),
+        None => image_path.clone(),
+    };
+    let disk = handles::<BlockIO>()
+        .into_iter()
+        .find(|h| path_text(*h).as_deref() == Some(disk_path.as_str()));
+    let (usb_nodes, controller_path, root_port) = guest::usb_topology(&disk_path);
+    let (controller, class) = controller_kind(&controller_path);
+    let mut usb = UsbFacts {
+        path: disk_path.clone(),
+        controller_path: controller_path.clone(),
+        controller,
+        usb_nodes,
+        ..UsbFacts::default()
+    };
+    if let Some(h) = disk {
+        if let Some(bio) = get::<BlockIO>(h) {
+            usb.removable = Some(bio.media().is_removable_media());
+        }
+        if let Some(mut io) = get::<UsbIo>(h) {
+            usb.bcd_usb = io.device_descriptor().ok().map(|d| d.bcd_usb);
+            usb.interface = io.interface_descriptor().ok().map(|i| {
+                (
+                    i.interface_class,
+                    i.interface_subclass,
+                    i.interface_protocol,
+                )
+            });
+        }
+    }
+    if usb_nodes > 0 {
+        for h in handles::<UsbIo>() {
+            let Some(p) = path_text(h) else { continue };
+            // the UFD itself, and the hubs it hangs behind, are not "other devices"
+            if p == disk_path || disk_path.starts_with(&format!("{p}/")) {
+                continue;
+            }
+            let (_, ctl, port) = guest::usb_topology(&p);
+            if ctl == controller_path {
+                if port == root_port {
+                    usb.others_on_root_port.push(p.clone());
+                }
+                usb.others_on_controller.push(p);
+            }
+        }
+    }
+    let (removable, present, block, last) = disk
+        .and_then(get::<BlockIO>)
+        .map(|b| {
+            let m = b.media();
+            (
+                m.is_removable_media(),
+                m.is_media_present(),
+                m.block_size(),
+                m.last_block(),
+            )
+        })
+        .unwrap_or_default();
+    let signature = disk.and_then(disk_signature);
+    emit(
+        &Obj::new()
+            .str("event", "boot-device")
+            .str("image_path", &image_path)
+            .str("disk_path", &disk_path)
+            .bool("disk_found", disk.is_some())
+            .opt_num("partition_offset", hd_offset(&image_path))
+            .opt_str("controller", controller.map(HostController::name))
+            .opt_str("pci_class", class.map(|c| format!("{c:06x}")).as_deref())
+            .str("controller_path", &controller_path)
+            .num("usb_nodes", usb_nodes as u64)
+            .opt_str("root_port", root_port.as_deref())
+            .opt_str(
+                "bcd_usb",
+                usb.bcd_usb
+                    .map(|b| format!("{:x}.{:02x}", b >> 8, b & 0xFF))
+                    .as_deref(),
+            )
+            .opt_num("interface_class", usb.interface.map(|i| i.0))
+            .opt_num("interface_subclass", usb.interface.map(|i| i.1))
+            .opt_num("interface_protocol", usb.interface.map(|i| i.2))
+            .bool("removable", removable)
+            .bool("media_present", present)
+            .num("block_size", block)
+            .num(
+                "capacity_bytes",
+                if present {
+                    (last + 1) * u64::from(block)
+                } else {
+                    0
+                },
+            )
+            .opt_str(
+                "disk_signature",
+                signature.map(|s| format!("{s:#010x}")).as_deref(),
+            )
+            .strs(
+                "others_on_controller",
+                usb.others_on_controller.iter().map(String::as_str),
+            )
+            .strs(
+                "others_on_root_port",
+                usb.others_on_root_port.iter().map(String::as_str),
+            )
+            .finish(),
+    );
+    BootDevice {
+        disk,
+        partition_offset: hd_offset(&image_path),
+        usb,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the kernel phase
+
+/// Where the wait comes from when the hive has no PollBootPartitionTimeout.
+const DEFAULT_WAIT_SOURCE: &str = "PollBootPartitionTimeout absent: ufd_formats::policy::effective_boot_device_wait_ms (nt!PnpBootDeviceWait, Windows 10/11 disassembly; Windows 7 unverified) = no wait";
+
+/// Time between the hand-off record and the first poll. It stands for the kernel's start-up
+/// before its boot-device wait, when the USB stack re-enumerates the stick; the harness
+/// unplugs the stick on the hand-off record (late-surfacing scenarios), and OVMF removes the
+/// handles within ~120 ms of the unplug (qemu.md §4), so no poll touches a pulled device.
+const HANDOFF_SETTLE_MS: u64 = 1500;
+
+/// The kernel's wait for the boot disk: returns the boot outcome (`boots`, `bugcheck 0x7B`).
+fn kernel_phase(path: &BootPath, sig: u32, clock: &Clock) -> &'static str {
+    let value = path
+        .system
+        .as_ref()
+        .and_then(|s| s.poll_boot_partition_timeout);
+    let wait = policy::effective_boot_device_wait_ms(value);
+    let source = match value {
+        Some(v) => format!(
+            "SYSTEM {}\\Control\\PnP\\PollBootPartitionTimeout = {v} ms (effective {wait} ms)",
+            path.system.as_ref().map_or("", |s| s.control_set.as_str())
+        ),
+        None => DEFAULT_WAIT_SOURCE.to_string(),
+    };
+    emit(
+        &Obj::new()
+            .str("event", "handoff")
+            .str("to", "kernel")
+            .str("wait_for_signature", &format!("{sig:#010x}"))
+            .num("timeout_ms", wait)
+            .str("timeout_source", &source)
+            .num("settle_ms", HANDOFF_SETTLE_MS)
+            .finish(),
+    );
+    boot::stall(Duration::from_millis(HANDOFF_SETTLE_MS));
+    let start = clock.ms();
+    // handle -> signature, for handles seen in an earlier poll (read once, never re-read)
+    let mut seen: BTreeMap<usize, Option<u32>> = BTreeMap::new();
+    loop {
+        let now = handles::<BlockIO>();
+        seen.retain(|k, _| now.iter().any(|h| h.as_ptr() as usize == *k));
+        for h in &now {
+            let key = h.as_ptr() as usize;
+            if seen.contains_key(&key) {
+                continue;
+            }
+            // listed in this very poll: present now; one read of sector 0
+            let s = disk_signature(*h);
+            seen.insert(key, s);
+            if s == Some(sig) {
+                let after = clock.ms() - start;
+                emit(
+                    &Obj::new()
+                        .str("event", "kernel")
+                        .str("phase", "surfaced")
+                        .num("after_ms", after)
+                        .str("text", &format!("surfaced after {after} ms"))
+                        .str("path", &path_text(*h).unwrap_or_default())
+                        .finish(),
+                );
+                return "boots";
+            }
+        }
+        let elapsed = clock.ms() - start;
+        if elapsed >= u64::from(wait) {
+            emit(
+                &Obj::new()
+                    .str("event", "kernel")
+                    .str("phase", "stop")
+                    .str("code", "0x0000007B")
+                    .str(
+                        "text",
+                        &format!("STOP 0x0000007B INACCESSIBLE_BOOT_DEVICE after {elapsed} ms"),
+                    )
+                    .num("after_ms", elapsed)
+                    .finish(),
+            );
+            return "bugcheck 0x7B";
+        }
+        boot::stall(Duration::from_millis(
+            POLL_MS.min(u64::from(wait) - elapsed).max(1),
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[entry]
+fn main() -> Status {
+    if uefi::helpers::init().is_err() {
+        return Status::ABORTED;
+    }
+    // The probe may take longer than the firmware's 5-minute watchdog under TCG.
+    let _ = boot::set_watchdog_timer(0, 0x10000, None);
+    let clock = Clock::new();
+    emit(
+        &Obj::new()
+            .str("event", "hello")
+            .str("probe", "ufd-probe")
+            .str("version", env!("CARGO_PKG_VERSION"))
+            .num("tsc_per_ms", clock.per_ms)
+            .finish(),
+    );
+    let cpu = cpu_facts();
+    platform(&cpu);
+    connect_all(&clock);
+    let bd = boot_device();
+
+    let opts = Options {
+        boot_partition_offset: bd.partition_offset,
+        source: "firmware BlockIo".to_string(),
+        ..Options::default()
+    };
+    let t = clock.ms();
+    let path = match bd.disk.and_then(BlockDisk::open) {
+        Some(disk) => {
+            let mut d = ufd_bootpath::dev::Disk::new(disk);
+            walk(&mut d, &opts)
+        }
+        None => {
+            let mut empty = ufd_bootpath::dev::Disk::new(&[][..]);
+            walk(&mut empty, &opts)
+        }
+    };
+    for h in &path.hops {
+        emit(&hop_line(h));
+    }
+    let walk_ms = clock.ms() - t;
+
+    // Policy: the device and CPU rules, then the image rules the walk judged.
+    let src = "guest UEFI";
+    let usb_src = format!("guest UEFI {}", bd.usb.path);
+    let mut verdicts = vec![
+        guest::judge_removable(&bd.usb, &format!("{usb_src} BlockIo")),
+        guest::judge_usb2(&bd.usb, &format!("{usb_src} UsbIo device descriptor")),
+        guest::judge_msc_class(&bd.usb, &format!("{usb_src} UsbIo interface descriptor")),
+        guest::judge_nested_hub(&bd.usb, &format!("{usb_src} device path")),
+        guest::judge_dedicated(&bd.usb, &format!("{usb_src} UsbIo handles")),
+        guest::judge_usb_boot(&bd.usb, &format!("{usb_src} LoadedImage")),
+        guest::judge_x64(&cpu, &format!("{src} CPUID")),
+        guest::judge_nx(&cpu, &format!("{src} CPUID + EFER")),
+        guest::judge_vt(
+            &cpu,
+            &format!("{src} CPUID (FEATURE_CONTROL/VM_CR not read)"),
+        ),
+    ];
+    verdicts.extend(path.verdicts.iter().cloned());
+    verdicts.sort_by_key(|v| policy::RULES.iter().position(|r| r.id == v.rule));
+    for v in &verdicts {
+        emit(&verdict_line(v));
+    }
+
+    // Boot manager and winload stop at the first hop they cannot pass (an error screen, no
+    // kernel); a sparse VHD is refused too. Only a complete path reaches the kernel.
+    let failed = path.hops.iter().find(|h| h.status == HopStatus::Fail);
+    let outcome = match (failed, path.loader_disk_signature) {
+        (None, Some(sig)) => kernel_phase(&path, sig, &clock),
+        (f, _) => {
+            let (hop, why) = f.map_or(("loader-device", "no boot disk signature"), |h| {
+                (h.step, h.evidence.as_str())
+            });
+            emit(
+                &Obj::new()
+                    .str("event", "refused")
+                    .str("hop", hop)
+                    .str("evidence", why)
+                    .finish(),
+            );
+            "refused"
+        }
+    };
+
+    let count = |o: Outcome| verdicts.iter().filter(|v| v.outcome == o).count() as u64;
+    emit(
+        &Obj::new()
+            .str("event", "done")
+            .str("outcome", outcome)
+            .num(
+                "hops_ok",
+                path.hops
+                    .iter()
+                    .filter(|h| h.status == HopStatus::Ok)
+                    .count() as u64,
+            )
+            .num("hops", path.hops.len() as u64)
+            .num("pass", count(Outcome::Pass))
+            .num("fail", count(Outcome::Fail))
+            .num("warn", count(Outcome::Warn))
+            .num("not_judged", count(Outcome::NotJudged))
+            .num("walk_ms", walk_ms)
+            .num("total_ms", clock.ms())
+            .finish(),
+    );
+    uefi::runtime::reset(ResetType::SHUTDOWN, Status::SUCCESS, None)
+}
