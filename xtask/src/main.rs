@@ -76,6 +76,37 @@ fn ci() -> Result<(), String> {
         "x86_64-unknown-uefi",
     ]))?;
 
+    // The guest probe is outside the host workspace (it only builds for UEFI): check it too.
+    let probe = root.join("vm-images/probe/Cargo.toml");
+    for (what, manifest) in [
+        ("UEFI guest probe", &probe),
+        (
+            "fuzz targets",
+            &root.join("provisioner/formats/fuzz/Cargo.toml"),
+        ),
+    ] {
+        Step::new(&format!(
+            "fmt --check of the {what} (outside the workspace)"
+        ))
+        .run(cargo(&root).args([
+            "fmt",
+            "--check",
+            "--manifest-path",
+            manifest.to_str().unwrap_or_default(),
+        ]))?;
+    }
+    Step::new("clippy of the UEFI guest probe").run(cargo(&root).args([
+        "clippy",
+        "--manifest-path",
+        probe.to_str().unwrap_or_default(),
+        "--target",
+        "x86_64-unknown-uefi",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
     let mut nextest = cargo(&root);
     nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     if !fixtures_present() {
