@@ -8,6 +8,8 @@
 //! cargo xtask demo             the main job on the built-in default (see README)
 //! cargo xtask fuzz [SECS]      run every cargo-fuzz target for SECS seconds each (default 60)
 //! cargo xtask images           build the synthetic Windows-shaped WIMs into target/vm-images/
+//! cargo xtask e2e              build the guest probe and ufd, provision every scenario's image, boot
+//!                              them in QEMU (bounded parallelism), JUnit in target/e2e/junit.xml
 //! cargo xtask bench            speed goals as ratios against baselines measured in the same run
 //! ```
 mod deps;
@@ -28,9 +30,10 @@ fn main() -> ExitCode {
         Some("demo") => demo(),
         Some("fuzz") => fuzz(args.get(1).map(|s| s.parse().unwrap_or(60)).unwrap_or(60)),
         Some("bench") => bench(),
+        Some("e2e") => e2e(),
         Some("images") => images::build_all().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps|demo|images|fuzz [SECS]|bench>");
+            eprintln!("usage: cargo xtask <ci|deps|demo|images|e2e|fuzz [SECS]|bench>");
             return ExitCode::from(2);
         }
     };
@@ -190,4 +193,53 @@ fn bench() -> Result<(), String> {
     deps::ensure_all()?;
     let root = workspace_root();
     Step::new("bench").run(cargo(&root).args(["run", "--release", "-p", "ufd-bench"]))
+}
+
+/// Build the UEFI guest probe (outside the host workspace) and return the .efi path.
+pub fn build_probe(root: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    let target_dir = root.join("target/probe");
+    Step::new("build the guest probe (x86_64-unknown-uefi)").run(
+        cargo(root).args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-uefi",
+            "--manifest-path",
+            root.join("vm-images/probe/Cargo.toml")
+                .to_str()
+                .unwrap_or_default(),
+            "--target-dir",
+            target_dir.to_str().unwrap_or_default(),
+        ]),
+    )?;
+    let efi = target_dir.join("x86_64-unknown-uefi/release/ufd-probe.efi");
+    if !efi.is_file() {
+        return Err(format!("the probe build did not produce {}", efi.display()));
+    }
+    Ok(efi)
+}
+
+fn e2e() -> Result<(), String> {
+    deps::ensure_all()?;
+    let root = workspace_root();
+    let probe = build_probe(&root)?;
+    Step::new("build ufd").run(cargo(&root).args(["build", "--release", "-p", "ufd"]))?;
+    let out = root.join("target/e2e");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    Step::new("ufd run scenarios/ (2 TCG guests at a time)").run(
+        std::process::Command::new(root.join("target/release/ufd"))
+            .current_dir(&root)
+            .arg("run")
+            .arg("scenarios")
+            .arg("--probe")
+            .arg(&probe)
+            .arg("--jobs")
+            .arg("2")
+            .arg("--image-cache")
+            .arg(out.join("images"))
+            .arg("--artifacts")
+            .arg(out.join("artifacts"))
+            .arg("--junit")
+            .arg(out.join("junit.xml")),
+    )
 }

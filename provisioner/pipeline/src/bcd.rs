@@ -20,6 +20,14 @@
 //!   default; Win7 client bcdboot writes OptIn) and hypervisorlaunchtype Auto are
 //!   **reconstructed** (Hyper-V Server must start the hypervisor; whether bcdboot or first boot sets
 //!   it is not verified, formats.md §9 q4).
+//! * UEFI target ([`BootTarget::Efi`], formats.md §3 "UEFI target", §10 item 7): the same
+//!   objects, with the loader seeded from the EFI OS-target template `{b012b84d…}` instead of
+//!   the PCAT one, `{bootmgr}` on the EFI system partition with path
+//!   `\EFI\Microsoft\Boot\bootmgfw.efi` \[S: BCD-SYS / Win8+ bcdboot /f UEFI output; I for Win7\],
+//!   loader path `\Windows\system32\winload.efi` \[V: the file the image ships\],
+//!   `{memdiag}` path `\EFI\Microsoft\Boot\memtest.efi` on the ESP. The loader's VHD host is
+//!   the NTFS partition (a different partition from `{bootmgr}`'s). detecthal is kept as in
+//!   the BIOS store \[reconstructed; harmless on x64 UEFI\].
 //! * No resume object is written: native VHD boot cannot hibernate (deviation from bcdboot,
 //!   which writes one \[S\]).
 //! * Root `Description`: `KeyName` = `BCD00000000`, `System` = 1 (a system store; BCD-SYS)
@@ -96,12 +104,26 @@ pub enum VhdDeviceForm {
     Locate,
 }
 
+/// Which boot manager reads the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootTarget {
+    /// BIOS `\bootmgr` reading `\Boot\BCD` (the seed's layout).
+    Pcat,
+    /// UEFI `bootmgfw.efi` reading `\EFI\Microsoft\Boot\BCD` on the EFI system partition.
+    Efi,
+}
+
 /// Inputs of [`build_store`].
 #[derive(Clone, Debug)]
 pub struct BcdParams {
+    pub target: BootTarget,
     pub ufd_disk_signature: u32,
-    /// The UFD partition's start in bytes.
+    /// Start in bytes of the UFD partition that holds `\hyperV.vhd` (the loader's VHD host).
     pub ufd_partition_offset: u64,
+    /// Start in bytes of the partition the boot manager and `{memdiag}` live on: the same
+    /// NTFS partition for [`BootTarget::Pcat`], the EFI system partition for [`BootTarget::Efi`].
+    pub boot_partition_offset: u64,
     /// `\hyperV.vhd`.
     pub vhd_path: String,
     pub loader: Guid,
@@ -110,7 +132,8 @@ pub struct BcdParams {
     pub locale: String,
     pub vhd_form: VhdDeviceForm,
     pub timeout: u64,
-    /// `\Boot\memtest.exe` was copied: add `{memdiag}`.
+    /// The memory tester (`\Boot\memtest.exe` / `\EFI\Microsoft\Boot\memtest.efi`) was
+    /// copied: add `{memdiag}`.
     pub memdiag: bool,
 }
 
@@ -178,6 +201,24 @@ pub fn build_store(template: Option<&Store>, p: &BcdParams) -> Store {
         disk_signature: p.ufd_disk_signature,
         offset: p.ufd_partition_offset,
     };
+    let boot_part = PartitionLocation::Mbr {
+        disk_signature: p.ufd_disk_signature,
+        offset: p.boot_partition_offset,
+    };
+    let (os_template, winload, memtest, bootmgr_path) = match p.target {
+        BootTarget::Pcat => (
+            OS_TEMPLATE_PCAT,
+            "\\Windows\\system32\\winload.exe",
+            "\\boot\\memtest.exe",
+            None,
+        ),
+        BootTarget::Efi => (
+            OS_TEMPLATE_EFI,
+            "\\Windows\\system32\\winload.efi",
+            "\\EFI\\Microsoft\\Boot\\memtest.efi",
+            Some("\\EFI\\Microsoft\\Boot\\bootmgfw.efi"),
+        ),
+    };
     let mut store = Store::new();
     store.root_name = template.map_or_else(|| "NewStoreRoot".into(), |t| t.root_name.clone());
     store.description = vec![
@@ -205,7 +246,7 @@ pub fn build_store(template: Option<&Store>, p: &BcdParams) -> Store {
                 store.insert(o.clone());
             }
         }
-        if let Some(os) = t.object(&OS_TEMPLATE_PCAT) {
+        if let Some(os) = t.object(&os_template) {
             // Class-4 elements (0x4xxxxxxx, "hidden"/setup) of the OS-target template
             // parameterise the template itself: 0x42000002 holds the winload path that bcdboot
             // writes as the loader's 0x12000002 (set below) [S: BCD-SYS `winload.sh`]. They are
@@ -225,7 +266,7 @@ pub fn build_store(template: Option<&Store>, p: &BcdParams) -> Store {
         VhdDeviceForm::Locate => DeviceElement::vhd_locate(&p.vhd_path, element),
     };
     loader.set(Element::new(DEVICE, ElementValue::Device(vhd_dev(PATH))));
-    loader.set(Element::new(PATH, s("\\Windows\\system32\\winload.exe")));
+    loader.set(Element::new(PATH, s(winload)));
     let description = p.description.clone().or_else(|| {
         loader
             .element(ufd_formats::bcd::ElementType(DESCRIPTION))
@@ -260,9 +301,9 @@ pub fn build_store(template: Option<&Store>, p: &BcdParams) -> Store {
             .unwrap_or_else(|| Object::new(well_known::MEMDIAG, ObjectType::MEMDIAG));
         md.set(Element::new(
             DEVICE,
-            ElementValue::Device(DeviceElement::partition(ufd)),
+            ElementValue::Device(DeviceElement::partition(boot_part)),
         ));
-        md.set(Element::new(PATH, s("\\boot\\memtest.exe")));
+        md.set(Element::new(PATH, s(memtest)));
         if md
             .element(ufd_formats::bcd::ElementType(DESCRIPTION))
             .is_none()
@@ -284,8 +325,11 @@ pub fn build_store(template: Option<&Store>, p: &BcdParams) -> Store {
         .unwrap_or_else(|| Object::new(well_known::BOOTMGR, ObjectType::BOOTMGR));
     bm.set(Element::new(
         DEVICE,
-        ElementValue::Device(DeviceElement::partition(ufd)),
+        ElementValue::Device(DeviceElement::partition(boot_part)),
     ));
+    if let Some(path) = bootmgr_path {
+        bm.set(Element::new(PATH, s(path)));
+    }
     bm.set(Element::new(DESCRIPTION, s("Windows Boot Manager")));
     bm.set(Element::new(LOCALE, s(&p.locale)));
     bm.set(Element::new(
@@ -325,8 +369,10 @@ mod tests {
 
     fn params() -> BcdParams {
         BcdParams {
+            target: BootTarget::Pcat,
             ufd_disk_signature: 0x1234_5678,
             ufd_partition_offset: 1 << 20,
+            boot_partition_offset: 1 << 20,
             vhd_path: "\\hyperV.vhd".into(),
             loader: random_guid([7; 16]),
             description: None,
@@ -385,6 +431,59 @@ mod tests {
             s("Hyper-V Server from template")
         );
         assert!(l.element(ElementType(0x2600_0081)).is_some());
+    }
+
+    #[test]
+    fn efi_store_points_bootmgr_at_the_esp_and_the_loader_at_the_ntfs_partition() {
+        let mut p = params();
+        p.target = BootTarget::Efi;
+        p.boot_partition_offset = 1 << 20;
+        p.ufd_partition_offset = 101 << 20;
+        let mut t = Store::new();
+        let mut efi = Object::new(OS_TEMPLATE_EFI, ObjectType::OSLOADER);
+        efi.set(Element::new(DESCRIPTION, s("from the EFI template")));
+        t.insert(efi);
+        let mut pcat = Object::new(OS_TEMPLATE_PCAT, ObjectType::OSLOADER);
+        pcat.set(Element::new(DESCRIPTION, s("from the PCAT template")));
+        t.insert(pcat);
+        let st = build_store(Some(&t), &p);
+        let bm = st.object(&well_known::BOOTMGR).unwrap();
+        assert_eq!(
+            bm.element(ElementType(PATH)).unwrap().value,
+            s("\\EFI\\Microsoft\\Boot\\bootmgfw.efi")
+        );
+        let ElementValue::Device(d) = &bm.element(ElementType(DEVICE)).unwrap().value else {
+            panic!("bootmgr device is not a device")
+        };
+        assert_eq!(
+            d.device,
+            Device::Partition(PartitionLocation::Mbr {
+                disk_signature: 0x1234_5678,
+                offset: 1 << 20
+            })
+        );
+        let l = st.object(&p.loader).unwrap();
+        assert_eq!(
+            l.element(ElementType(PATH)).unwrap().value,
+            s("\\Windows\\system32\\winload.efi")
+        );
+        assert_eq!(
+            l.element(ElementType(DESCRIPTION)).unwrap().value,
+            s("from the EFI template")
+        );
+        let ElementValue::Device(vd) = &l.element(ElementType(DEVICE)).unwrap().value else {
+            panic!("loader device is not a device")
+        };
+        assert_eq!(&vd.encode()[0x86..0x8E], &(101u64 << 20).to_le_bytes());
+        let md = st.object(&well_known::MEMDIAG).unwrap();
+        assert_eq!(
+            md.element(ElementType(PATH)).unwrap().value,
+            s("\\EFI\\Microsoft\\Boot\\memtest.efi")
+        );
+        // the BIOS store has no {bootmgr} path (bootmgr is the file the VBR loads)
+        let bios = build_store(None, &params());
+        let bm = bios.object(&well_known::BOOTMGR).unwrap();
+        assert!(bm.element(ElementType(PATH)).is_none());
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! | 2 imagex /apply | [`Step::ApplyImage`] | `wiminfo` checks (before anything is written), `wimapply WIM INDEX partition-file` |
 //! | 6 reg load/add/delete | [`Step::DisablePaging`] | `ntfscat` SYSTEM out, in-place hive edit, `ntfscp -f` back — before the VHD is copied, so the copy carries it |
 //! | 1 (diskpart create vdisk) / 2 detach | [`Step::AssembleVhd`] | 1 MiB inserted in front (`FALLOC_FL_INSERT_RANGE`, zero copy), inner MBR, DiskPart-style footer |
-//! | 3 prepare the UFD | [`Step::PrepareUfd`] | UFD partition file, `mkntfs -Q -p 2048 -H 255 -S 63` |
+//! | 3 prepare the UFD | [`Step::PrepareUfd`] | UFD (NTFS) partition file, `mkntfs -Q -p <start LBA> -H 255 -S 63` |
+//! | 3 (UEFI) system partition | [`Step::PrepareEsp`] | `--firmware uefi|both` only: ESP partition file, `mkfs.fat -F 32 -S 512 -s 1 -h 2048` |
 //! | 4.1 copy the VHD | [`Step::CopyVhd`] | `ntfscp` empty file, `ntfsfallocate`, data extents written at the clusters, VDL set in the MFT record ([`ntfs::place_file`]) |
-//! | 5 bcdboot | [`Step::Bcdboot`] | boot files out of the WIM, `\Boot\BCD` built ([`bcd::build_store`]), both put on the UFD with a tiny WIM + `wimapply` |
-//! | 4.2 bootsect /nt60 /mbr, 3 active | [`Step::AssembleUfd`] | 1 MiB inserted in front, MBR with one active type-07 partition |
+//! | 5 bcdboot | [`Step::Bcdboot`] | boot files out of the WIM, `\Boot\BCD` built ([`bcd::build_store`]), both put on the UFD with a tiny WIM + `wimapply`; UEFI: `\EFI\...` + `\EFI\Microsoft\Boot\BCD` onto the ESP with `mcopy -s` |
+//! | 4.2 bootsect /nt60 /mbr, 3 active | [`Step::AssembleUfd`] | hole inserted in front (zero copy), ESP data copied in (UEFI), MBR (see [`Firmware`] for the partitions and the active one) |
 //! | 7 detach | [`Step::Commit`] | rename of the finished image to `--out` |
 //!
 //! Atomicity: everything is built in a temporary directory beside `out` and renamed onto `out`
@@ -26,8 +27,19 @@
 //!
 //! Boot code (`bootsect /nt60 /mbr`) comes from crate `ufd-bootcode` (the project's own code,
 //! no Microsoft bytes). `--keep-language` (the seed's "remove language packs that are not
-//! required") filters the applied image ([`language`]). Not done here (reported in
-//! [`Report::not_done`]): UEFI layouts.
+//! required") filters the applied image ([`language`]).
+//!
+//! UEFI layouts (`firmware` = [`Firmware::Uefi`] / [`Firmware::Both`]; formats.md §3 "UEFI
+//! target", §10 item 7): Windows To Go's MBR layout — partition 1 a FAT32 EFI system
+//! partition (type 0x0C, [`DEFAULT_ESP_SIZE`] 100 MiB, active for `Uefi`) with
+//! `\EFI\BOOT\BOOTX64.EFI` (= the image's `bootmgfw.efi`, the removable-media path firmware
+//! starts) and `\EFI\Microsoft\Boot\{bootmgfw.efi, bootmgr.efi, memtest.efi, <ll-CC>\,
+//! Fonts\, BCD}`; partition 2 NTFS right after it with `\hyperV.vhd`. The store's
+//! `{bootmgr}` is the ESP (path `\EFI\Microsoft\Boot\bootmgfw.efi`), the loader
+//! `vhd=[partition 2]\hyperV.vhd` with `\Windows\system32\winload.efi`. `Both` adds the BIOS
+//! pieces on the NTFS partition, which is then the active one (details at [`Firmware`]).
+//! Nothing is mounted: `mkfs.fat` and `mcopy -i` work on the partition file. Not done
+//! (reported in [`Report::not_done`]): GPT layouts.
 
 pub mod bcd;
 pub mod error;
@@ -60,12 +72,164 @@ pub const SEED_UFD_SIZE: u64 = 16_000_000_000;
 /// The seed's VHD file name (`copy c:\hvvhd\hyperV.vhd z:`).
 pub const VHD_NAME: &str = "hyperV.vhd";
 
+/// Default size of the EFI system partition of the UEFI layouts: Windows To Go's creation
+/// steps make a 350 MB system partition (room for several boot-file generations); the boot
+/// files of a 2008 R2 image take under 10 MiB, so 100 MiB (what Windows setup makes on
+/// 512-byte-sector disks) is plenty.
+pub const DEFAULT_ESP_SIZE: u64 = 100 << 20;
+/// Smallest accepted ESP: FAT32 needs at least 65 525 clusters (32 MiB at one 512-byte
+/// sector per cluster, what `mkfs.fat -s 1` makes); 64 MiB leaves room for the files.
+pub const MIN_ESP_SIZE: u64 = 64 << 20;
+/// Largest accepted ESP (a sanity bound; Windows To Go uses 350 MB).
+pub const MAX_ESP_SIZE: u64 = 2048 << 20;
+/// MBR partition type of the ESP: FAT32 with LBA addressing (0x0C), what DiskPart's
+/// `format fs=fat32` leaves and what Windows To Go's MBR system partition is \[I\]. OVMF
+/// (EDK2 PartitionDxe + FAT driver) does not look at the MBR type: it starts
+/// `\EFI\BOOT\BOOTX64.EFI` from any FAT file system on the disk (verified here by booting the
+/// probe under OVMF, tests/uefi.rs).
+pub const ESP_PARTITION_TYPE: u8 = 0x0C;
+
 /// Firmware the UFD is laid out for.
+///
+/// | | partition 1 | partition 2 | MBR / boot records |
+/// |---|---|---|---|
+/// | `Bios` (seed) | NTFS 0x07 ACTIVE at 1 MiB: `\hyperV.vhd`, `\bootmgr`, `\Boot\BCD` | — | ufd-bootcode MBR + NTFS boot record |
+/// | `Uefi` (Windows To Go on MBR) | FAT32 ESP 0x0C ACTIVE at 1 MiB, `esp_size`: `\EFI\BOOT\BOOTX64.EFI`, `\EFI\Microsoft\Boot\{bootmgfw.efi,BCD,memtest.efi,<ll-CC>,Fonts}` | NTFS 0x07 right after the ESP: `\hyperV.vhd` | ufd-bootcode MBR (BIOS boot would reach the FAT boot sector's "not a system disk" message) |
+/// | `Both` | the same ESP, NOT active | the same NTFS, ACTIVE, plus `\bootmgr` + `\Boot\BCD` | ufd-bootcode MBR + NTFS boot record on partition 2 |
+///
+/// `Both` boots BIOS machines through the active NTFS partition (our MBR code chains to the
+/// active partition; our boot record only knows NTFS) and UEFI machines through the ESP
+/// (firmware ignores the active flag). Two stores: `\Boot\BCD` on the NTFS partition
+/// (`{bootmgr}` = partition 2) and `\EFI\Microsoft\Boot\BCD` on the ESP (`{bootmgr}` =
+/// partition 1); both loaders name `vhd=[partition 2]\hyperV.vhd`. Windows' own `bcdboot /f ALL`
+/// puts both on one FAT32 system partition instead, which needs a FAT32 BOOTMGR boot record
+/// this project does not have (formats.md §3, §10 item 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Firmware {
     /// The seed's layout: one active NTFS partition, BOOTMGR via MBR + NTFS boot record.
     Bios,
+    /// Windows To Go-style: active FAT32 EFI system partition + NTFS partition with the VHD.
+    Uefi,
+    /// The UEFI layout, bootable by BIOS too through the active NTFS partition.
+    Both,
+}
+
+impl Firmware {
+    /// Whether the layout has an EFI system partition.
+    pub fn has_esp(self) -> bool {
+        !matches!(self, Firmware::Bios)
+    }
+    /// Whether BIOS boot code, `\bootmgr` and `\Boot\BCD` go on the NTFS partition.
+    pub fn has_bios(self) -> bool {
+        !matches!(self, Firmware::Uefi)
+    }
+}
+
+/// One partition of the UFD's MBR.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionReport {
+    /// 1-based MBR slot.
+    pub number: u8,
+    pub start_lba: u32,
+    pub sectors: u32,
+    pub partition_type: u8,
+    pub active: bool,
+    /// `NTFS` or `FAT32`.
+    pub file_system: &'static str,
+    /// What it is for.
+    pub role: &'static str,
+}
+
+/// Where the partitions go (all 1 MiB aligned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UfdLayout {
+    pub firmware: Firmware,
+    /// ESP start LBA and sector count (`None` for BIOS).
+    pub esp: Option<(u32, u32)>,
+    /// NTFS partition start LBA and sector count.
+    pub ntfs: (u32, u32),
+}
+
+impl UfdLayout {
+    /// The layout of `opts` (sizes already checked by [`preflight`]).
+    pub fn of(opts: &ProvisionOptions) -> UfdLayout {
+        let total = opts.ufd_size / 512;
+        if opts.firmware.has_esp() {
+            let esp_sectors = (opts.esp_size / 512) as u32;
+            let ntfs_lba = PARTITION_LBA + esp_sectors;
+            UfdLayout {
+                firmware: opts.firmware,
+                esp: Some((PARTITION_LBA, esp_sectors)),
+                ntfs: (ntfs_lba, total.saturating_sub(u64::from(ntfs_lba)) as u32),
+            }
+        } else {
+            UfdLayout {
+                firmware: opts.firmware,
+                esp: None,
+                ntfs: (
+                    PARTITION_LBA,
+                    total.saturating_sub(u64::from(PARTITION_LBA)) as u32,
+                ),
+            }
+        }
+    }
+    /// Byte offset of the NTFS partition.
+    pub fn ntfs_offset(&self) -> u64 {
+        u64::from(self.ntfs.0) * 512
+    }
+    /// Byte offset of the ESP.
+    pub fn esp_offset(&self) -> Option<u64> {
+        self.esp.map(|(l, _)| u64::from(l) * 512)
+    }
+    /// The MBR: 255x63 LBA-assist CHS, as DiskPart writes for large disks.
+    pub fn mbr(&self, signature: u32) -> Result<Mbr, ufd_formats::Error> {
+        let mut mbr = Mbr::new(signature);
+        let g = Geometry::LBA_ASSIST_255_63;
+        match self.esp {
+            None => {
+                mbr.partitions[0] =
+                    PartitionEntry::new(true, partition_type::NTFS, self.ntfs.0, self.ntfs.1, g)?;
+            }
+            Some((lba, n)) => {
+                let bios = self.firmware.has_bios();
+                mbr.partitions[0] = PartitionEntry::new(!bios, ESP_PARTITION_TYPE, lba, n, g)?;
+                mbr.partitions[1] =
+                    PartitionEntry::new(bios, partition_type::NTFS, self.ntfs.0, self.ntfs.1, g)?;
+            }
+        }
+        Ok(mbr)
+    }
+    /// The partitions, for the report.
+    pub fn report(&self) -> Vec<PartitionReport> {
+        let bios = self.firmware.has_bios();
+        let mut v = Vec::new();
+        if let Some((lba, n)) = self.esp {
+            v.push(PartitionReport {
+                number: 1,
+                start_lba: lba,
+                sectors: n,
+                partition_type: ESP_PARTITION_TYPE,
+                active: !bios,
+                file_system: "FAT32",
+                role: "EFI system partition: \\EFI\\BOOT\\BOOTX64.EFI, \\EFI\\Microsoft\\Boot\\BCD",
+            });
+        }
+        v.push(PartitionReport {
+            number: v.len() as u8 + 1,
+            start_lba: self.ntfs.0,
+            sectors: self.ntfs.1,
+            partition_type: partition_type::NTFS,
+            active: bios,
+            file_system: "NTFS",
+            role: if bios {
+                "\\hyperV.vhd, \\bootmgr, \\Boot\\BCD (BIOS boot)"
+            } else {
+                "\\hyperV.vhd"
+            },
+        });
+        v
+    }
 }
 
 /// Everything `ufd provision` decides.
@@ -95,6 +259,12 @@ pub struct ProvisionOptions {
     /// Set `Control\PnP\PollBootPartitionTimeout` (ms); `None` leaves the image's value.
     pub poll_boot_partition_timeout: Option<u32>,
     pub firmware: Firmware,
+    /// The seed's step 6 (PagingFiles emptied, ExistingPageFiles deleted). On by default;
+    /// off only to build the "technician skipped step 6" image the harness checks.
+    pub disable_paging: bool,
+    /// Size of the EFI system partition (whole MiB, [`MIN_ESP_SIZE`]..=[`MAX_ESP_SIZE`]) for
+    /// [`Firmware::Uefi`] / [`Firmware::Both`]; default [`DEFAULT_ESP_SIZE`].
+    pub esp_size: u64,
     /// Recommendation misses become errors; 16 GB becomes a requirement.
     pub strict: bool,
     /// `false` skips the capacity requirement so tests can use small images. The report says
@@ -130,6 +300,8 @@ impl ProvisionOptions {
             vhd_device_form: VhdDeviceForm::Partition,
             poll_boot_partition_timeout: None,
             firmware: Firmware::Bios,
+            disable_paging: true,
+            esp_size: DEFAULT_ESP_SIZE,
             strict: false,
             policy_preflight: true,
             overwrite: false,
@@ -150,6 +322,7 @@ pub enum Step {
     DisablePaging,
     AssembleVhd,
     PrepareUfd,
+    PrepareEsp,
     CopyVhd,
     Bcdboot,
     AssembleUfd,
@@ -172,6 +345,9 @@ impl Step {
             Step::PrepareUfd => {
                 "Step 3: clean, create partition primary, active, format quick fs=ntfs"
             }
+            Step::PrepareEsp => {
+                "Step 3 (UEFI, Windows To Go): create partition primary, format quick fs=fat32 (the system partition)"
+            }
             Step::CopyVhd => "Step 4.1: copy hyperV.vhd z:",
             Step::Bcdboot => "Step 5: bcdboot r:\\windows /s z:",
             Step::AssembleUfd => "Step 3/4.2: UFD partition table (active), bootsect /nt60 /mbr",
@@ -186,6 +362,7 @@ impl Step {
             Step::DisablePaging => "disable paging",
             Step::AssembleVhd => "assemble VHD",
             Step::PrepareUfd => "prepare the UFD",
+            Step::PrepareEsp => "prepare the ESP",
             Step::CopyVhd => "copy the VHD to the UFD",
             Step::Bcdboot => "bcdboot",
             Step::AssembleUfd => "assemble the UFD",
@@ -267,14 +444,20 @@ pub struct Report {
     pub ufd_disk_signature: String,
     pub vhd_disk_signature: String,
     pub firmware: Firmware,
+    /// The UFD's MBR partitions.
+    pub partitions: Vec<PartitionReport>,
     pub wim: WimInfo,
     pub preflight: Preflight,
     pub warnings: Vec<String>,
     pub steps: Vec<StepReport>,
     pub system: system::SystemEdit,
     pub vhd_placement: ntfs::Placement,
+    /// The BIOS store `\Boot\BCD` on the NTFS partition (`Bios`, `Both`), else the UEFI store.
     pub bcd: BcdReport,
-    /// Files put on the UFD's NTFS by the bcdboot step.
+    /// The UEFI store `\EFI\Microsoft\Boot\BCD` on the ESP when the layout has both stores
+    /// (`Both`); `None` otherwise.
+    pub efi_bcd: Option<BcdReport>,
+    /// Files put on the UFD by the bcdboot step (ESP files as `ESP:\EFI\...`).
     pub boot_files: Vec<String>,
     /// What `--keep-language` removed (`None` when every language was kept).
     pub languages: Option<LanguageReport>,
@@ -339,10 +522,22 @@ pub fn preflight(
             opts.vhd_size
         )));
     }
-    if opts.ufd_size % 512 != 0 || opts.ufd_size <= PARTITION_OFFSET + mib {
+    if opts.firmware.has_esp()
+        && (opts.esp_size % mib != 0 || !(MIN_ESP_SIZE..=MAX_ESP_SIZE).contains(&opts.esp_size))
+    {
         return Err(ProvisionError::Usage(format!(
-            "--size {} bytes: must be a multiple of 512 bytes and larger than 2 MiB",
-            opts.ufd_size
+            "--esp-size {} bytes: must be whole MiB between {} and {} MiB (FAT32 needs 65525 clusters)",
+            opts.esp_size,
+            MIN_ESP_SIZE / mib,
+            MAX_ESP_SIZE / mib
+        )));
+    }
+    let layout = UfdLayout::of(opts);
+    if opts.ufd_size % 512 != 0 || opts.ufd_size <= layout.ntfs_offset() + mib {
+        return Err(ProvisionError::Usage(format!(
+            "--size {} bytes: must be a multiple of 512 bytes and larger than {} MiB",
+            opts.ufd_size,
+            layout.ntfs_offset() / mib + 1
         )));
     }
     if opts.ufd_size / 512 - u64::from(PARTITION_LBA) > u64::from(u32::MAX) {
@@ -353,13 +548,13 @@ pub fn preflight(
     }
     let src = "ufd provision options";
     let vhd_file = opts.vhd_size + 512;
-    let part = opts.ufd_size - PARTITION_OFFSET;
+    let part = opts.ufd_size - layout.ntfs_offset();
     let need = vhd_file + ntfs_overhead(part);
     if need > part {
         return Err(ProvisionError::Policy {
             rule: policy::UFD_WEAR_RESERVE,
             message: format!(
-                "the {vhd_file}-byte VHD file does not fit on a {}-byte UFD: the UFD's NTFS needs about {need} bytes (VHD + file-system metadata), let alone the 25% reserve",
+                "the {vhd_file}-byte VHD file does not fit on a {}-byte UFD: the UFD's {part}-byte NTFS partition needs about {need} bytes (VHD + file-system metadata), let alone the 25% reserve",
                 opts.ufd_size
             ),
         });
@@ -556,10 +751,11 @@ fn one_partition_mbr(
     Ok(mbr)
 }
 
-fn mkntfs_args(part: &Path, label: Option<&str>) -> Vec<std::ffi::OsString> {
-    // -F: regular file; -Q quick; -s 512; -p/-H/-S so HiddenSectors = 2048 (pitfall 4).
+fn mkntfs_args(part: &Path, start_lba: u32, label: Option<&str>) -> Vec<std::ffi::OsString> {
+    // -F: regular file; -Q quick; -s 512; -p/-H/-S so HiddenSectors = the start LBA (pitfall 4).
+    let lba = start_lba.to_string();
     let mut a: Vec<std::ffi::OsString> = [
-        "-F", "-Q", "-q", "-s", "512", "-p", "2048", "-H", "255", "-S", "63",
+        "-F", "-Q", "-q", "-s", "512", "-p", &lba, "-H", "255", "-S", "63",
     ]
     .iter()
     .map(Into::into)
@@ -570,6 +766,23 @@ fn mkntfs_args(part: &Path, label: Option<&str>) -> Vec<std::ffi::OsString> {
     }
     a.push(part.into());
     a
+}
+
+fn mkfs_fat_args(part: &Path, start_lba: u32) -> Vec<std::ffi::OsString> {
+    // -F 32 FAT32; -S 512 -s 1: 512-byte clusters, so even the smallest accepted ESP has the
+    // 65525 clusters FAT32 needs; -h: HiddenSectors = the partition's start LBA (pitfall 4,
+    // as for NTFS); no -g: mkfs.fat 4.2 would round the file system down to whole 63-sector
+    // tracks, leaving the partition's tail unused (the BPB's CHS fields matter only to CHS
+    // boot code, which UEFI does not run); --mbr=n: no fake partition table in the boot
+    // sector (a partition file, not a whole disk); -n: the volume label.
+    let lba = start_lba.to_string();
+    [
+        "-F", "32", "-S", "512", "-s", "1", "-h", &lba, "--mbr=n", "-n", "SYSTEM",
+    ]
+    .iter()
+    .map(Into::into)
+    .chain(std::iter::once(part.as_os_str().to_owned()))
+    .collect()
 }
 
 /// Run the whole pipeline. `progress` sees every step start and finish and every warning.
@@ -588,6 +801,9 @@ pub fn provision(
     let mut warns = Vec::new();
     let (pre, wim, lang_plan) = r.step(Step::Preflight, |_| {
         tools::check_all(tools::ALL)?;
+        if opts.firmware.has_esp() {
+            tools::check_all(tools::UEFI)?;
+        }
         let pre = preflight(opts, &mut |w| warns.push(w))?;
         let wim = check_wim(&opts.wim, opts.index, opts.strict, &mut |w| warns.push(w))?;
         let langs = if opts.keep_languages.is_empty() {
@@ -661,6 +877,8 @@ pub fn provision(
     let ufd_sig = opts.disk_signature.unwrap_or_else(random_signature);
     let vhd_sig = opts.vhd_disk_signature.unwrap_or_else(random_signature);
     let filetime = opts.filetime.unwrap_or_else(filetime_now);
+    let layout = UfdLayout::of(opts);
+    let esp_part = scratch.dir.join("esp.fat32");
 
     // ---- 1: the VHD's partition, formatted
     r.step(Step::CreateVdisk, |b| {
@@ -670,7 +888,7 @@ pub fn provision(
             b,
             Step::CreateVdisk,
             tools::MKNTFS,
-            mkntfs_args(&vhd_part, Some(&opts.vhd_label)),
+            mkntfs_args(&vhd_part, PARTITION_LBA, Some(&opts.vhd_label)),
             None,
         )?;
         Ok((
@@ -734,15 +952,20 @@ pub fn provision(
         let bytes = std::fs::read(&hive_path)
             .map_err(|e| ProvisionError::io("disable paging", &hive_path, e))?;
         let src = "\\Windows\\System32\\config\\SYSTEM in the VHD";
-        let (mut edited, rep) =
-            system::disable_paging(bytes, opts.poll_boot_partition_timeout, filetime, src)
-                .map_err(|e| {
-                    ProvisionError::format(
-                        "disable paging",
-                        Path::new("\\Windows\\System32\\config\\SYSTEM"),
-                        e,
-                    )
-                })?;
+        let (mut edited, rep) = system::edit_system(
+            bytes,
+            opts.disable_paging,
+            opts.poll_boot_partition_timeout,
+            filetime,
+            src,
+        )
+        .map_err(|e| {
+            ProvisionError::format(
+                "disable paging",
+                Path::new("\\Windows\\System32\\config\\SYSTEM"),
+                e,
+            )
+        })?;
         let mut lang_keys = Vec::new();
         if let Some(plan) = &lang_plan {
             // Same hive round trip (one ntfscat, one ntfscp): the UILanguages keys of the
@@ -824,22 +1047,46 @@ pub fn provision(
         ))
     })?;
 
-    // ---- 3: the UFD's partition
+    // ---- 3: the UFD's (NTFS) partition
     r.step(Step::PrepareUfd, |b| {
-        let len = opts.ufd_size - PARTITION_OFFSET;
+        let len = u64::from(layout.ntfs.1) * 512;
         create_sparse(Step::PrepareUfd, &ufd_part, len)?;
         run_tool(
             b,
             Step::PrepareUfd,
             tools::MKNTFS,
-            mkntfs_args(&ufd_part, None),
+            mkntfs_args(&ufd_part, layout.ntfs.0, None),
             None,
         )?;
         Ok((
             (),
-            format!("{len}-byte partition at LBA {PARTITION_LBA}, NTFS quick format"),
+            format!(
+                "{len}-byte partition at LBA {}, NTFS quick format",
+                layout.ntfs.0
+            ),
         ))
     })?;
+
+    // ---- 3 (UEFI): the EFI system partition, FAT32
+    if let Some((esp_lba, esp_sectors)) = layout.esp {
+        r.step(Step::PrepareEsp, |b| {
+            let len = u64::from(esp_sectors) * 512;
+            create_sparse(Step::PrepareEsp, &esp_part, len)?;
+            run_tool(
+                b,
+                Step::PrepareEsp,
+                tools::MKFS_FAT,
+                mkfs_fat_args(&esp_part, esp_lba),
+                None,
+            )?;
+            Ok((
+                (),
+                format!(
+                    "{len}-byte partition at LBA {esp_lba}, FAT32 (mkfs.fat, 512-byte clusters, hidden sectors {esp_lba}), label SYSTEM"
+                ),
+            ))
+        })?;
+    }
 
     // ---- 4.1: the VHD onto the UFD's NTFS, not sparse
     let placement = r.step(Step::CopyVhd, |b| {
@@ -868,12 +1115,14 @@ pub fn provision(
         .map_err(|e| ProvisionError::io("copy the VHD", &vhd_file, e))?;
 
     // ---- 5: bcdboot
-    let (bcd_rep, boot_files, boot_skipped) = r.step(Step::Bcdboot, |b| {
+    let boot = r.step(Step::Bcdboot, |b| {
         bcdboot(
             b,
             opts,
+            &layout,
             &scratch.dir,
             &ufd_part,
+            &esp_part,
             ufd_sig,
             lang_plan.as_ref().map(|p| &p.removed[..]),
             filetime,
@@ -882,18 +1131,57 @@ pub fn provision(
 
     // ---- 3/4.2: boot code, then the UFD disk around its partition
     let ufd_zero_copy = r.step(Step::AssembleUfd, |_| {
-        let vbr = install_boot_record(&ufd_part)?;
-        let mut mbr = one_partition_mbr(ufd_sig, opts.ufd_size, true)
-            .map_err(|e| ProvisionError::format("assemble the UFD", &ufd_part, e))?
+        let step = "assemble the UFD";
+        let vbr = if opts.firmware.has_bios() {
+            install_boot_record(&ufd_part)?
+        } else {
+            "none (UEFI only: the NTFS partition keeps mkntfs's boot sector)".into()
+        };
+        let mut mbr = layout
+            .mbr(ufd_sig)
+            .map_err(|e| ProvisionError::format(step, &ufd_part, e))?
             .to_bytes();
         ufd_bootcode::install_mbr(&mut mbr)
-            .map_err(|e| ProvisionError::format("assemble the UFD", &ufd_part, e))?;
-        let mut head = vec![0u8; PARTITION_OFFSET as usize];
-        head[..512].copy_from_slice(&mbr);
-        let zc = sparse::wrap_partition(&ufd_part, &head, &[])
-            .map_err(|e| ProvisionError::io("assemble the UFD", &ufd_part, e))?;
+            .map_err(|e| ProvisionError::format(step, &ufd_part, e))?;
+        let parts: Vec<String> = layout
+            .report()
+            .iter()
+            .map(|p| {
+                format!(
+                    "partition {} type {:02X}{} at LBA {}",
+                    p.number,
+                    p.partition_type,
+                    if p.active { " ACTIVE" } else { "" },
+                    p.start_lba
+                )
+            })
+            .collect();
+        let zc = if layout.esp.is_none() {
+            let mut head = vec![0u8; PARTITION_OFFSET as usize];
+            head[..512].copy_from_slice(&mbr);
+            sparse::wrap_partition(&ufd_part, &head, &[])
+                .map_err(|e| ProvisionError::io(step, &ufd_part, e))?
+        } else {
+            // The NTFS partition file becomes the disk (hole inserted in front, zero copy
+            // where the file system can); the ESP's few MiB of data extents are copied into
+            // the hole at 1 MiB; the MBR goes into LBA 0.
+            use std::os::unix::fs::FileExt;
+            let (disk, zc) = sparse::insert_front(&ufd_part, layout.ntfs_offset())
+                .map_err(|e| ProvisionError::io(step, &ufd_part, e))?;
+            let esp = File::open(&esp_part).map_err(|e| ProvisionError::io(step, &esp_part, e))?;
+            sparse::copy_extents_into(&esp, &disk, layout.esp_offset().unwrap_or(PARTITION_OFFSET))
+                .map_err(|e| ProvisionError::io(step, &esp_part, e))?;
+            disk.write_all_at(&mbr, 0)
+                .map_err(|e| ProvisionError::io(step, &ufd_part, e))?;
+            disk.sync_all()
+                .map_err(|e| ProvisionError::io(step, &ufd_part, e))?;
+            drop(esp);
+            std::fs::remove_file(&esp_part).map_err(|e| ProvisionError::io(step, &esp_part, e))?;
+            zc
+        };
         Ok((zc, format!(
-            "MBR: ufd-bootcode MBR code, disk signature {ufd_sig:#010x}, partition 1 type 07 ACTIVE at LBA {PARTITION_LBA}; NTFS boot record: {vbr}; {}",
+            "MBR: ufd-bootcode MBR code, disk signature {ufd_sig:#010x}, {}; NTFS boot record: {vbr}; {}",
+            parts.join(", "),
             if zc { "zero copy" } else { "data extents copied" }
         )))
     })?;
@@ -940,18 +1228,20 @@ pub fn provision(
         ufd_disk_signature: format!("{ufd_sig:#010x}"),
         vhd_disk_signature: format!("{vhd_sig:#010x}"),
         firmware: opts.firmware,
+        partitions: layout.report(),
         wim,
         preflight: pre,
         warnings: r.warnings,
         steps: r.steps,
         system,
         vhd_placement: placement,
-        bcd: bcd_rep,
-        boot_files,
+        bcd: boot.bcd,
+        efi_bcd: boot.efi_bcd,
+        boot_files: boot.files,
         languages: lang_plan.map(|plan| LanguageReport {
             plan,
             hive_keys_deleted: lang_keys,
-            boot_folders_skipped: boot_skipped,
+            boot_folders_skipped: boot.skipped,
         }),
         vhd_zero_copy,
         ufd_zero_copy,
@@ -959,7 +1249,7 @@ pub fn provision(
         total_seconds: t_all.elapsed().as_secs_f64(),
         total_bytes_written,
         bytes_written_method: BYTES_WRITTEN_METHOD,
-        not_done: vec!["UEFI layouts (--firmware uefi|both): not implemented".into()],
+        not_done: vec!["GPT partitioning (Windows To Go on GPT disks): MBR layouts only".into()],
     })
 }
 
@@ -1019,141 +1309,45 @@ fn install_boot_record(part: &Path) -> Result<String, ProvisionError> {
     ))
 }
 
-/// The bcdboot step's results: the BCD report, the files put on the UFD, and the language
-/// folders left out of `\Boot`.
-type BcdOutcome = (BcdReport, Vec<String>, Vec<String>);
+/// The bcdboot step's results.
+struct BootOutcome {
+    /// `\Boot\BCD` (BIOS layouts), else `\EFI\Microsoft\Boot\BCD`.
+    bcd: BcdReport,
+    /// `\EFI\Microsoft\Boot\BCD` when both stores were written (`Both`).
+    efi_bcd: Option<BcdReport>,
+    files: Vec<String>,
+    /// Language folders left out (`<tag>` for `\Boot`, `EFI\Microsoft\Boot\<tag>` for the ESP).
+    skipped: Vec<String>,
+}
 
-/// Seed step 5: boot files and `\Boot\BCD` onto the UFD's NTFS.
-fn bcdboot(
-    bytes: &mut u64,
-    opts: &ProvisionOptions,
-    scratch: &Path,
-    ufd_part: &Path,
-    ufd_sig: u32,
-    removed_languages: Option<&[String]>,
+/// Copy a host directory tree (the fonts go to both `\Boot\Fonts` and the ESP for `Both`).
+fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let to = dst.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &to)?;
+        } else {
+            std::fs::copy(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Build one store and serialize it; returns the hive bytes and the report.
+fn write_store(
+    template: Option<&Store>,
+    params: &bcd::BcdParams,
     filetime: u64,
-) -> Result<(BcdOutcome, String), ProvisionError> {
-    let step = Step::Bcdboot;
-    let io = |p: &Path, e: std::io::Error| ProvisionError::io("bcdboot", p, e);
-    let ex = scratch.join("extracted");
-    std::fs::create_dir(&ex).map_err(|e| io(&ex, e))?;
-    let dest = format!("--dest-dir={}", ex.display());
-    run_tool(
-        bytes,
-        step,
-        tools::WIMEXTRACT,
-        [
-            opts.wim.as_os_str(),
-            opts.index.to_string().as_ref(),
-            "/Windows/Boot/PCAT".as_ref(),
-            "/Windows/Boot/Fonts".as_ref(),
-            "/Windows/System32/config/BCD-Template".as_ref(),
-            dest.as_ref(),
-            "--preserve-dir-structure".as_ref(),
-            "--nullglob".as_ref(),
-            "--no-acls".as_ref(),
-        ],
-        None,
-    )?;
-    let pcat = ex.join("Windows/Boot/PCAT");
-    let bootmgr = pcat.join("bootmgr");
-    if !bootmgr.is_file() {
-        return Err(ProvisionError::Wim {
-            path: opts.wim.clone(),
-            message: format!(
-                "image {} has no \\Windows\\Boot\\PCAT\\bootmgr: nothing for bcdboot to copy (is this a Windows image?)",
-                opts.index
-            ),
-        });
-    }
-    // Staging tree = the UFD root as bcdboot leaves it (formats.md §3 [S]).
-    // bcdboot copies the boot files of the applied image, which no longer has the removed
-    // languages: leave their folders out of \\Boot too.
-    let skipped = match removed_languages {
-        Some(removed) => language::prune_host_dir(&pcat, removed).map_err(|e| io(&pcat, e))?,
-        None => Vec::new(),
-    };
-    let stage = scratch.join("stage");
-    let boot = stage.join("Boot");
-    std::fs::create_dir_all(&boot).map_err(|e| io(&boot, e))?;
-    std::fs::rename(&bootmgr, stage.join("bootmgr")).map_err(|e| io(&bootmgr, e))?;
-    let mut files = vec!["\\bootmgr".to_string()];
-    let mut memdiag = false;
-    for entry in std::fs::read_dir(&pcat).map_err(|e| io(&pcat, e))? {
-        let entry = entry.map_err(|e| io(&pcat, e))?;
-        let name = entry.file_name();
-        let name_s = name.to_string_lossy().into_owned();
-        memdiag |= name_s.eq_ignore_ascii_case("memtest.exe");
-        std::fs::rename(entry.path(), boot.join(&name)).map_err(|e| io(&entry.path(), e))?;
-        files.push(format!("\\Boot\\{name_s}"));
-    }
-    let fonts = ex.join("Windows/Boot/Fonts");
-    if fonts.is_dir() {
-        std::fs::rename(&fonts, boot.join("Fonts")).map_err(|e| io(&fonts, e))?;
-        files.push("\\Boot\\Fonts\\".into());
-    }
-    let template_path = ex.join("Windows/System32/config/BCD-Template");
-    let template = if template_path.is_file() {
-        let t = std::fs::read(&template_path).map_err(|e| io(&template_path, e))?;
-        let hive = ufd_formats::hive::Hive::parse(&t).map_err(|e| {
-            ProvisionError::format(
-                "bcdboot",
-                Path::new("\\Windows\\System32\\config\\BCD-Template"),
-                e,
-            )
-        })?;
-        Some(Store::from_hive(&hive).map_err(|e| {
-            ProvisionError::format(
-                "bcdboot",
-                Path::new("\\Windows\\System32\\config\\BCD-Template"),
-                e,
-            )
-        })?)
-    } else {
-        None
-    };
-    let params = bcd::BcdParams {
-        ufd_disk_signature: ufd_sig,
-        ufd_partition_offset: PARTITION_OFFSET,
-        vhd_path: format!("\\{VHD_NAME}"),
-        loader: opts
-            .loader_guid
-            .unwrap_or_else(|| bcd::random_guid(random_bytes::<16>())),
-        description: opts.description.clone(),
-        locale: opts.locale.clone(),
-        vhd_form: opts.vhd_device_form,
-        timeout: 30,
-        memdiag,
-    };
-    let store = bcd::build_store(template.as_ref(), &params);
-    let bcd_bytes = store
+    name: &str,
+    to: &Path,
+) -> Result<BcdReport, ProvisionError> {
+    let store = bcd::build_store(template, params);
+    let bytes = store
         .to_hive(filetime)
-        .map_err(|e| ProvisionError::format("bcdboot", Path::new("\\Boot\\BCD"), e))?;
-    let bcd_path = boot.join("BCD");
-    std::fs::write(&bcd_path, &bcd_bytes).map_err(|e| io(&bcd_path, e))?;
-    files.push("\\Boot\\BCD".into());
-    // ntfscp cannot create directories (pitfall 9): a tiny WIM of the staging tree, applied
-    // onto the non-empty volume, creates them.
-    let boot_wim = scratch.join("boot.wim");
-    run_tool(
-        bytes,
-        step,
-        tools::WIMCAPTURE,
-        [
-            stage.as_os_str(),
-            boot_wim.as_os_str(),
-            "boot files".as_ref(),
-            "--compress=none".as_ref(),
-        ],
-        None,
-    )?;
-    run_tool(
-        bytes,
-        step,
-        tools::WIMAPPLY,
-        [boot_wim.as_os_str(), "1".as_ref(), ufd_part.as_os_str()],
-        None,
-    )?;
+        .map_err(|e| ProvisionError::format("bcdboot", Path::new(name), e))?;
+    std::fs::write(to, &bytes).map_err(|e| ProvisionError::io("bcdboot", to, e))?;
     let description = store
         .object(&params.loader)
         .and_then(|o| o.element(ufd_formats::bcd::ElementType(0x1200_0004)))
@@ -1162,21 +1356,327 @@ fn bcdboot(
             _ => String::new(),
         })
         .unwrap_or_default();
-    let rep = BcdReport {
+    Ok(BcdReport {
         loader: params.loader.to_string(),
-        description: description.clone(),
-        vhd_device_form: opts.vhd_device_form,
+        description,
+        vhd_device_form: params.vhd_form,
         from_template: template.is_some(),
         objects: store.objects.len(),
-        bytes: bcd_bytes.len(),
+        bytes: bytes.len(),
+    })
+}
+
+/// Seed step 5: boot files and the store(s). BIOS (`Bios`, `Both`): `\bootmgr`, `\Boot\*`,
+/// `\Boot\Fonts`, `\Boot\BCD` onto the NTFS partition (formats.md §3 BIOS target). UEFI
+/// (`Uefi`, `Both`): `\Windows\Boot\EFI\*` → `\EFI\Microsoft\Boot\`, `\Windows\Boot\Fonts` →
+/// `\EFI\Microsoft\Boot\Fonts`, `\EFI\Microsoft\Boot\BCD`, and `bootmgfw.efi` again as
+/// `\EFI\BOOT\BOOTX64.EFI`, the removable-media path firmware starts without a boot entry
+/// (formats.md §3 UEFI target, §10 item 7) onto the ESP with `mcopy`.
+#[allow(clippy::too_many_arguments)]
+fn bcdboot(
+    bytes: &mut u64,
+    opts: &ProvisionOptions,
+    layout: &UfdLayout,
+    scratch: &Path,
+    ufd_part: &Path,
+    esp_part: &Path,
+    ufd_sig: u32,
+    removed_languages: Option<&[String]>,
+    filetime: u64,
+) -> Result<(BootOutcome, String), ProvisionError> {
+    let step = Step::Bcdboot;
+    let io = |p: &Path, e: std::io::Error| ProvisionError::io("bcdboot", p, e);
+    let bios = opts.firmware.has_bios();
+    let efi = opts.firmware.has_esp();
+    let ex = scratch.join("extracted");
+    std::fs::create_dir(&ex).map_err(|e| io(&ex, e))?;
+    let dest = format!("--dest-dir={}", ex.display());
+    let mut args: Vec<std::ffi::OsString> =
+        vec![opts.wim.clone().into(), opts.index.to_string().into()];
+    if bios {
+        args.push("/Windows/Boot/PCAT".into());
+    }
+    if efi {
+        args.push("/Windows/Boot/EFI".into());
+    }
+    for a in [
+        "/Windows/Boot/Fonts",
+        "/Windows/System32/config/BCD-Template",
+        dest.as_str(),
+        "--preserve-dir-structure",
+        "--nullglob",
+        "--no-acls",
+    ] {
+        args.push(a.into());
+    }
+    run_tool(bytes, step, tools::WIMEXTRACT, &args, None)?;
+    let missing = |what: &str| ProvisionError::Wim {
+        path: opts.wim.clone(),
+        message: format!(
+            "image {} has no {what}: nothing for bcdboot to copy (is this a Windows image?)",
+            opts.index
+        ),
+    };
+    let pcat = ex.join("Windows/Boot/PCAT");
+    let efi_src = ex.join("Windows/Boot/EFI");
+    if bios && !pcat.join("bootmgr").is_file() {
+        return Err(missing("\\Windows\\Boot\\PCAT\\bootmgr"));
+    }
+    if efi && !efi_src.join("bootmgfw.efi").is_file() {
+        return Err(missing("\\Windows\\Boot\\EFI\\bootmgfw.efi"));
+    }
+    let template_path = ex.join("Windows/System32/config/BCD-Template");
+    let template = if template_path.is_file() {
+        let t = std::fs::read(&template_path).map_err(|e| io(&template_path, e))?;
+        let tp = Path::new("\\Windows\\System32\\config\\BCD-Template");
+        let hive = ufd_formats::hive::Hive::parse(&t)
+            .map_err(|e| ProvisionError::format("bcdboot", tp, e))?;
+        Some(Store::from_hive(&hive).map_err(|e| ProvisionError::format("bcdboot", tp, e))?)
+    } else {
+        None
+    };
+    let fonts = ex.join("Windows/Boot/Fonts");
+    let loader = opts
+        .loader_guid
+        .unwrap_or_else(|| bcd::random_guid(random_bytes::<16>()));
+    let params = |target: bcd::BootTarget, boot_offset: u64, memdiag: bool| bcd::BcdParams {
+        target,
+        ufd_disk_signature: ufd_sig,
+        ufd_partition_offset: layout.ntfs_offset(),
+        boot_partition_offset: boot_offset,
+        vhd_path: format!("\\{VHD_NAME}"),
+        loader,
+        description: opts.description.clone(),
+        locale: opts.locale.clone(),
+        vhd_form: opts.vhd_device_form,
+        timeout: 30,
+        memdiag,
+    };
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    let mut details = Vec::new();
+
+    // ---- BIOS: the NTFS partition's \bootmgr, \Boot
+    let mut bios_rep = None;
+    if bios {
+        // bcdboot copies the boot files of the applied image, which no longer has the removed
+        // languages: leave their folders out of \Boot too.
+        if let Some(removed) = removed_languages {
+            skipped.extend(language::prune_host_dir(&pcat, removed).map_err(|e| io(&pcat, e))?);
+        }
+        // Staging tree = the partition root as bcdboot leaves it (formats.md §3 [S]).
+        let stage = scratch.join("stage");
+        let boot = stage.join("Boot");
+        std::fs::create_dir_all(&boot).map_err(|e| io(&boot, e))?;
+        let bootmgr = pcat.join("bootmgr");
+        std::fs::rename(&bootmgr, stage.join("bootmgr")).map_err(|e| io(&bootmgr, e))?;
+        files.push("\\bootmgr".to_string());
+        let mut memdiag = false;
+        for entry in std::fs::read_dir(&pcat).map_err(|e| io(&pcat, e))? {
+            let entry = entry.map_err(|e| io(&pcat, e))?;
+            let name = entry.file_name();
+            let name_s = name.to_string_lossy().into_owned();
+            memdiag |= name_s.eq_ignore_ascii_case("memtest.exe");
+            std::fs::rename(entry.path(), boot.join(&name)).map_err(|e| io(&entry.path(), e))?;
+            files.push(format!("\\Boot\\{name_s}"));
+        }
+        if fonts.is_dir() {
+            copy_tree(&fonts, &boot.join("Fonts")).map_err(|e| io(&fonts, e))?;
+            files.push("\\Boot\\Fonts\\".into());
+        }
+        let p = params(bcd::BootTarget::Pcat, layout.ntfs_offset(), memdiag);
+        let rep = write_store(
+            template.as_ref(),
+            &p,
+            filetime,
+            "\\Boot\\BCD",
+            &boot.join("BCD"),
+        )?;
+        files.push("\\Boot\\BCD".into());
+        // ntfscp cannot create directories (pitfall 9): a tiny WIM of the staging tree, applied
+        // onto the non-empty volume, creates them.
+        let boot_wim = scratch.join("boot.wim");
+        run_tool(
+            bytes,
+            step,
+            tools::WIMCAPTURE,
+            [
+                stage.as_os_str(),
+                boot_wim.as_os_str(),
+                "boot files".as_ref(),
+                "--compress=none".as_ref(),
+            ],
+            None,
+        )?;
+        run_tool(
+            bytes,
+            step,
+            tools::WIMAPPLY,
+            [boot_wim.as_os_str(), "1".as_ref(), ufd_part.as_os_str()],
+            None,
+        )?;
+        details.push(format!(
+            "\\Boot\\BCD {} bytes, {} objects, {{bootmgr}} on partition at {}",
+            rep.bytes,
+            rep.objects,
+            layout.ntfs_offset()
+        ));
+        bios_rep = Some(rep);
+    }
+
+    // ---- UEFI: the ESP's \EFI
+    let mut efi_rep = None;
+    if let Some(esp_offset) = layout.esp_offset() {
+        if let Some(removed) = removed_languages {
+            skipped.extend(
+                language::prune_host_dir(&efi_src, removed)
+                    .map_err(|e| io(&efi_src, e))?
+                    .into_iter()
+                    .map(|t| format!("EFI\\Microsoft\\Boot\\{t}")),
+            );
+        }
+        let stage = scratch.join("esp-stage");
+        let mb = stage.join("EFI/Microsoft/Boot");
+        let fallback = stage.join("EFI/BOOT");
+        std::fs::create_dir_all(&mb).map_err(|e| io(&mb, e))?;
+        std::fs::create_dir_all(&fallback).map_err(|e| io(&fallback, e))?;
+        let bootmgfw = efi_src.join("bootmgfw.efi");
+        let bootx64 = fallback.join("BOOTX64.EFI");
+        std::fs::copy(&bootmgfw, &bootx64).map_err(|e| io(&bootmgfw, e))?;
+        files.push("ESP:\\EFI\\BOOT\\BOOTX64.EFI".into());
+        let mut memdiag = false;
+        let mut names: Vec<String> = Vec::new();
+        for entry in std::fs::read_dir(&efi_src).map_err(|e| io(&efi_src, e))? {
+            let entry = entry.map_err(|e| io(&efi_src, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        for name in names {
+            memdiag |= name.eq_ignore_ascii_case("memtest.efi");
+            let from = efi_src.join(&name);
+            std::fs::rename(&from, mb.join(&name)).map_err(|e| io(&from, e))?;
+            files.push(format!("ESP:\\EFI\\Microsoft\\Boot\\{name}"));
+        }
+        if fonts.is_dir() {
+            copy_tree(&fonts, &mb.join("Fonts")).map_err(|e| io(&fonts, e))?;
+            files.push("ESP:\\EFI\\Microsoft\\Boot\\Fonts\\".into());
+        }
+        let p = params(bcd::BootTarget::Efi, esp_offset, memdiag);
+        let rep = write_store(
+            template.as_ref(),
+            &p,
+            filetime,
+            "\\EFI\\Microsoft\\Boot\\BCD",
+            &mb.join("BCD"),
+        )?;
+        files.push("ESP:\\EFI\\Microsoft\\Boot\\BCD".into());
+        // mtools writes into the FAT32 partition file directly (-i); -s recursive, -Q stop
+        // at the first error.
+        let efi_dir = stage.join("EFI");
+        run_tool(
+            bytes,
+            step,
+            tools::MCOPY,
+            [
+                "-s".as_ref(),
+                "-Q".as_ref(),
+                "-i".as_ref(),
+                esp_part.as_os_str(),
+                efi_dir.as_os_str(),
+                "::/".as_ref(),
+            ],
+            None,
+        )?;
+        details.push(format!(
+            "\\EFI\\Microsoft\\Boot\\BCD {} bytes, {} objects, {{bootmgr}} on the ESP at {esp_offset}",
+            rep.bytes, rep.objects
+        ));
+        efi_rep = Some(rep);
+    }
+
+    let (bcd, efi_bcd) = match (bios_rep, efi_rep) {
+        (Some(b), e) => (b, e),
+        (None, Some(e)) => (e, None),
+        (None, None) => {
+            return Err(ProvisionError::Usage(format!(
+                "--firmware {:?}: the layout has neither a BIOS nor an EFI boot store",
+                opts.firmware
+            )))
+        }
     };
     let detail = format!(
-        "{} files; \\Boot\\BCD {} bytes, {} objects ({}), default {} \"{description}\" on vhd=[disk {ufd_sig:#010x}, offset {PARTITION_OFFSET}]\\{VHD_NAME}",
+        "{} files; {} ({}), default {} \"{}\" on vhd=[disk {ufd_sig:#010x}, offset {}]\\{VHD_NAME}",
         files.len(),
-        bcd_bytes.len(),
-        store.objects.len(),
-        if template.is_some() { "from the image's BCD-Template" } else { "no BCD-Template in the image: built-in inherit objects" },
-        params.loader
+        details.join("; "),
+        if template.is_some() {
+            "from the image's BCD-Template"
+        } else {
+            "no BCD-Template in the image: built-in inherit objects"
+        },
+        loader,
+        bcd.description,
+        layout.ntfs_offset()
     );
-    Ok(((rep, files, skipped), detail))
+    Ok((
+        BootOutcome {
+            bcd,
+            efi_bcd,
+            files,
+            skipped,
+        },
+        detail,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(Firmware::Bios, None, (2048, 1_046_528), true)]
+    #[case(Firmware::Uefi, Some((2048, 204_800)), (206_848, 841_728), false)]
+    #[case(Firmware::Both, Some((2048, 204_800)), (206_848, 841_728), true)]
+    fn layouts(
+        #[case] firmware: Firmware,
+        #[case] esp: Option<(u32, u32)>,
+        #[case] ntfs: (u32, u32),
+        #[case] ntfs_active: bool,
+    ) {
+        let mut o = ProvisionOptions::seed("x.wim", "x.img");
+        o.ufd_size = 512 << 20;
+        o.firmware = firmware;
+        let l = UfdLayout::of(&o);
+        assert_eq!((l.esp, l.ntfs), (esp, ntfs));
+        let mbr = l.mbr(0x1234_5678).unwrap();
+        let used: Vec<_> = mbr.partitions.iter().filter(|p| !p.is_empty()).collect();
+        assert_eq!(used.len(), 1 + usize::from(esp.is_some()));
+        let n = used.last().unwrap();
+        assert_eq!(
+            (n.partition_type, n.lba_start, n.active),
+            (partition_type::NTFS, ntfs.0, ntfs_active)
+        );
+        if esp.is_some() {
+            assert_eq!(used[0].partition_type, ESP_PARTITION_TYPE);
+            assert_eq!(used[0].active, !ntfs_active);
+        }
+        assert_eq!(
+            l.report().iter().filter(|p| p.active).count(),
+            1,
+            "exactly one active partition"
+        );
+    }
+
+    #[test]
+    fn a_too_small_ufd_for_esp_and_ntfs_is_a_usage_error() {
+        let mut o = ProvisionOptions::seed("x.wim", "x.img");
+        o.firmware = Firmware::Uefi;
+        o.ufd_size = 101 << 20;
+        o.vhd_size = 16 << 20;
+        let e = preflight(&o, &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(e, ProvisionError::Usage(_)) && e.to_string().contains("--size"),
+            "{e}"
+        );
+    }
 }

@@ -54,6 +54,20 @@ pub fn disable_paging(
     filetime: u64,
     source: &str,
 ) -> Result<(Vec<u8>, SystemEdit), ufd_formats::Error> {
+    edit_system(hive, true, poll_timeout, filetime, source)
+}
+
+/// The SYSTEM-hive edits of the procedure, with step 6 itself optional: `paging_off = false`
+/// leaves `PagingFiles`/`ExistingPageFiles` as the image ships them (what a technician who
+/// skipped step 6 leaves behind; the harness's "paging left enabled" scenario), while the
+/// PollBootPartitionTimeout override still applies.
+pub fn edit_system(
+    hive: Vec<u8>,
+    paging_off: bool,
+    poll_timeout: Option<u32>,
+    filetime: u64,
+    source: &str,
+) -> Result<(Vec<u8>, SystemEdit), ufd_formats::Error> {
     let size_before = hive.len();
     let mut ed = Editor::open(hive)?;
     let (default, current, paging_before) = {
@@ -92,9 +106,11 @@ pub fn disable_paging(
         let cs = format!("ControlSet{n:03}");
         let mm = format!("{cs}\\Control\\Session Manager\\Memory Management");
         // reg add creates missing keys; so does create_key.
-        ed.create_key(&mm)?;
-        ed.set_value(&mm, "PagingFiles", vt::REG_MULTI_SZ, &[0, 0, 0, 0])?;
-        deleted |= ed.delete_value(&mm, "ExistingPageFiles")?;
+        if paging_off {
+            ed.create_key(&mm)?;
+            ed.set_value(&mm, "PagingFiles", vt::REG_MULTI_SZ, &[0, 0, 0, 0])?;
+            deleted |= ed.delete_value(&mm, "ExistingPageFiles")?;
+        }
         if let Some(ms) = poll_timeout {
             let pnp = format!("{cs}\\Control\\PnP");
             ed.create_key(&pnp)?;
@@ -213,6 +229,25 @@ mod tests {
         )
         .unwrap();
         ed.finish(0)
+    }
+
+    #[test]
+    fn skipping_step6_leaves_paging_but_sets_the_timeout() {
+        let (out, rep) = edit_system(hive(1), false, Some(30_000), 1, "t").unwrap();
+        assert!(!rep.existing_page_files_deleted);
+        assert_eq!(rep.poll_boot_partition_timeout_after, Some(30_000));
+        let paging = rep
+            .verdicts
+            .iter()
+            .find(|v| v.rule == "IMG-PAGING-OFF")
+            .unwrap();
+        assert_eq!(paging.outcome, Outcome::Fail, "{paging:?}");
+        let h = Hive::parse(&out).unwrap();
+        let mm = h
+            .open("ControlSet001\\Control\\Session Manager\\Memory Management")
+            .unwrap()
+            .unwrap();
+        assert!(mm.value("ExistingPageFiles").unwrap().is_some());
     }
 
     #[test]

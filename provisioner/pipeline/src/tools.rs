@@ -64,7 +64,16 @@ pub const WIMDIR: Tool = Tool {
     package: "wimtools",
 };
 
-/// Every tool the pipeline runs (checked before anything is written).
+pub const MKFS_FAT: Tool = Tool {
+    name: "mkfs.fat",
+    package: "dosfstools",
+};
+pub const MCOPY: Tool = Tool {
+    name: "mcopy",
+    package: "mtools",
+};
+
+/// Every tool the BIOS pipeline runs (checked before anything is written).
 pub const ALL: &[Tool] = &[
     MKNTFS,
     NTFSCP,
@@ -77,6 +86,10 @@ pub const ALL: &[Tool] = &[
     WIMCAPTURE,
     WIMDIR,
 ];
+
+/// The extra tools of the UEFI layouts (`--firmware uefi|both`): the EFI system partition is
+/// formatted by `mkfs.fat` and filled by `mcopy`, both on the partition file (no mounting).
+pub const UEFI: &[Tool] = &[MKFS_FAT, MCOPY];
 
 /// The full path of `tool` in `PATH` (plus the sbin directories, where Debian puts mkntfs and
 /// ntfscp, which are not in a normal user's PATH).
@@ -139,7 +152,9 @@ where
     cmd.args(&args)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
-        .env("LC_ALL", "C");
+        .env("LC_ALL", "C")
+        // mtools: the ESP partition file has no drive geometry to check against.
+        .env("MTOOLS_SKIP_CHECK", "1");
     let redirected = stdout_to.is_some();
     match stdout_to {
         Some(f) => cmd.stdout(Stdio::from(f)),

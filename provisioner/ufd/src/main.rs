@@ -9,6 +9,7 @@ mod fsutil;
 mod hivecmd;
 mod inspect;
 mod provision;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Bcd(bcdcmd::BcdCmd),
     /// Build a UFD image the way the seed's steps 1-7 build a Hyper-V Server UFD.
     Provision(provision::ProvisionArgs),
+    /// Boot provisioned UFD images in QEMU and check each scenario's expectations.
+    Run(run::RunArgs),
     /// Show what a disk image, VHD, hive, BCD store or a directory of them holds, with policy verdicts.
     Inspect {
         /// A UFD disk image, a .vhd, a hive, a BCD store, or a directory of such artefacts
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Command::Hive(cmd) => hivecmd::run(cmd),
         Command::Bcd(cmd) => bcdcmd::run(cmd),
         Command::Provision(args) => provision::run(args),
+        Command::Run(args) => run::run(args),
         Command::Inspect { path, json } => inspect::run(&path, json),
     };
     match result {

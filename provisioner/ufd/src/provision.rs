@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use ufd_provision::{Event, ProvisionOptions, VhdDeviceForm};
+use ufd_provision::{Event, Firmware, ProvisionOptions, VhdDeviceForm};
 
 use crate::CliError;
 
@@ -57,6 +57,17 @@ pub enum VhdForm {
     Locate,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FirmwareArg {
+    /// The seed's layout: one active NTFS partition, MBR + NTFS boot code, \bootmgr.
+    Bios,
+    /// Windows To Go-style: active FAT32 EFI system partition (\EFI\BOOT\BOOTX64.EFI,
+    /// \EFI\Microsoft\Boot\BCD) + NTFS partition with \hyperV.vhd.
+    Uefi,
+    /// The UEFI layout, with the NTFS partition active and BIOS-bootable as well.
+    Both,
+}
+
 /// Build a UFD image the way the seed's steps 1-7 build a Hyper-V Server UFD.
 #[derive(clap::Args)]
 pub struct ProvisionArgs {
@@ -91,6 +102,13 @@ pub struct ProvisionArgs {
     /// How the BCD names the VHD.
     #[arg(long, value_enum, default_value = "partition")]
     pub vhd_device: VhdForm,
+    /// Firmware to lay the UFD out for.
+    #[arg(long, value_enum, default_value = "bios")]
+    pub firmware: FirmwareArg,
+    /// Size of the EFI system partition for --firmware uefi|both (whole MiB, 64M..2048M;
+    /// Windows To Go uses 350 MB).
+    #[arg(long, default_value = "100M", value_parser = parse_size)]
+    pub esp_size: u64,
     /// Set Control\PnP\PollBootPartitionTimeout (ms) in the image's SYSTEM hive.
     #[arg(long)]
     pub poll_boot_partition_timeout: Option<u32>,
@@ -148,6 +166,12 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
         VhdForm::Locate => VhdDeviceForm::Locate,
     };
     opts.poll_boot_partition_timeout = args.poll_boot_partition_timeout;
+    opts.firmware = match args.firmware {
+        FirmwareArg::Bios => Firmware::Bios,
+        FirmwareArg::Uefi => Firmware::Uefi,
+        FirmwareArg::Both => Firmware::Both,
+    };
+    opts.esp_size = args.esp_size;
     opts.strict = args.strict;
     opts.policy_preflight = !args.no_policy_preflight;
     opts.overwrite = args.force;
