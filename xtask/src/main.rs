@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo xtask ci               fmt --check, clippy -D warnings, no_std build of ufd-formats for
-//!                              x86_64-unknown-uefi, tests with cargo-nextest (+ doc tests);
+//!                              x86_64-unknown-uefi, tests with cargo-nextest (+ doc tests), e2e;
 //!                              installs what it needs first (apt packages, rustup target, nextest)
 //! cargo xtask deps             only install what the project needs
 //! cargo xtask demo             the main job on the built-in default (see README)
@@ -130,6 +130,8 @@ fn ci() -> Result<(), String> {
     }
     Step::new("tests (cargo nextest)").run(&mut nextest)?;
     Step::new("doc tests").run(cargo(&root).args(["test", "--doc", "--workspace"]))?;
+    // The scenario matrix in QEMU: the harness, the probe and the provisioner together.
+    e2e()?;
     println!("xtask ci: all checks passed");
     Ok(())
 }
@@ -154,6 +156,23 @@ fn demo() -> Result<(), String> {
     )?;
     Step::new("ufd inspect (the UFD image, read back as firmware and Windows would)")
         .run(std::process::Command::new(&ufd).arg("inspect").arg(&image))?;
+    // The boot check: the same procedure in its UEFI layout, with the guest probe standing in
+    // for Windows Boot Manager, booted by OVMF from an emulated non-removable USB 2.0 stick.
+    // (The seed's BIOS path under SeaBIOS needs the BIOS stand-in for bootmgr: issue #5.)
+    let probe = build_probe(&root)?;
+    Step::new("ufd run scenarios/conformant.toml (boot check in QEMU: OVMF, EHCI, usb-storage)")
+        .run(
+            std::process::Command::new(&ufd)
+                .current_dir(&root)
+                .arg("run")
+                .arg("scenarios/conformant.toml")
+                .arg("--probe")
+                .arg(&probe)
+                .arg("--image-cache")
+                .arg(out.join("images"))
+                .arg("--artifacts")
+                .arg(out.join("artifacts")),
+        )?;
     Ok(())
 }
 

@@ -172,21 +172,40 @@ pub fn judge_removable(u: &UsbFacts, source: &str) -> Verdict {
 
 /// UFD-USB2: `bcdUSB` at least 2.00 (a USB 3 stick is USB 2.0 compatible).
 pub fn judge_usb2(u: &UsbFacts, source: &str) -> Verdict {
-    match u.bcd_usb {
-        None => Verdict::new(
+    let Some(b) = u.bcd_usb else {
+        return Verdict::new(
             policy::UFD_USB2,
             Outcome::NotJudged,
             "no USB device descriptor read",
             source,
-        ),
-        Some(b) => Verdict::new(
+        );
+    };
+    let version = format!("bcdUSB = {:x}.{:02x}", b >> 8, b & 0xFF);
+    if b < 0x0200 {
+        return Verdict::new(policy::UFD_USB2, Outcome::Fail, version, source);
+    }
+    // The stick may speak USB 2.0, but behind a USB 1.1 host controller (a UHCI/OHCI root, e.g.
+    // an EHCI's companion) the boot device runs at full speed, 12 Mb/s: the server is not
+    // giving the UFD the USB 2.0 path the seed requires.
+    match u.controller {
+        Some(c @ (HostController::Uhci | HostController::Ohci)) => Verdict::new(
             policy::UFD_USB2,
-            if b >= 0x0200 {
-                Outcome::Pass
-            } else {
-                Outcome::Fail
-            },
-            format!("bcdUSB = {:x}.{:02x}", b >> 8, b & 0xFF),
+            Outcome::Fail,
+            format!(
+                "{version}, but attached through a USB 1.1 {c:?} controller (full speed, 12 Mb/s)"
+            ),
+            source,
+        ),
+        Some(c) => Verdict::new(
+            policy::UFD_USB2,
+            Outcome::Pass,
+            format!("{version} on a {c:?} controller"),
+            source,
+        ),
+        None => Verdict::new(
+            policy::UFD_USB2,
+            Outcome::Pass,
+            format!("{version} (controller not identified)"),
             source,
         ),
     }
@@ -348,12 +367,16 @@ mod tests {
     }
 
     #[rstest]
-    #[case(0x0110, Outcome::Fail)]
-    #[case(0x0200, Outcome::Pass)]
-    #[case(0x0300, Outcome::Pass)]
-    fn usb2(#[case] b: u16, #[case] o: Outcome) {
+    #[case(0x0110, None, Outcome::Fail)]
+    #[case(0x0200, None, Outcome::Pass)]
+    #[case(0x0300, Some(HostController::Xhci), Outcome::Pass)]
+    #[case(0x0200, Some(HostController::Ehci), Outcome::Pass)]
+    #[case(0x0200, Some(HostController::Uhci), Outcome::Fail)]
+    #[case(0x0200, Some(HostController::Ohci), Outcome::Fail)]
+    fn usb2(#[case] b: u16, #[case] c: Option<HostController>, #[case] o: Outcome) {
         let u = UsbFacts {
             bcd_usb: Some(b),
+            controller: c,
             ..UsbFacts::default()
         };
         assert_eq!(judge_usb2(&u, "t").outcome, o);

@@ -57,9 +57,10 @@ fn herr(what: &str, detail: impl std::fmt::Display) -> HarnessError {
     }
 }
 
-/// FNV-1a over the recipe's fields: the cache key of a provisioned image.
-fn recipe_key(r: &ImageRecipe, wim: &Path) -> String {
-    let text = format!("{r:?}|{}", wim.display());
+/// FNV-1a over the recipe's fields and the WIM's content key (which covers the probe
+/// binary, an override): the cache key of a provisioned image.
+fn recipe_key(r: &ImageRecipe, wim_key: &str) -> String {
+    let text = format!("{r:?}|{wim_key}|{}", env!("CARGO_PKG_VERSION"));
     let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -113,10 +114,10 @@ fn provision_recipe(r: &ImageRecipe, probe: &Path, cache: &Path) -> Result<PathB
         image_path: "Windows\\Boot\\EFI\\bootmgfw.efi".into(),
         source: probe.to_path_buf(),
     }];
-    let wim = ufd_synthetic::build(&r.synthetic, &cache.join("wim"), &overrides)
-        .map_err(|e| herr(&format!("synthetic image {}", r.synthetic), e))?
-        .wim;
-    let out = cache.join(format!("{}.img", recipe_key(r, &wim)));
+    let built = ufd_synthetic::build(&r.synthetic, &cache.join("wim"), &overrides)
+        .map_err(|e| herr(&format!("synthetic image {}", r.synthetic), e))?;
+    let wim = built.wim;
+    let out = cache.join(format!("{}.img", recipe_key(r, &built.key)));
     if out.exists() {
         return Ok(out);
     }
