@@ -9,11 +9,15 @@
 //! cargo xtask fuzz [SECS]      run every cargo-fuzz target for SECS seconds each (default 60)
 //! cargo xtask images           build the synthetic Windows-shaped WIMs into target/vm-images/
 //! cargo xtask e2e              build the guest probe and ufd, provision every scenario's image, boot
-//!                              them in QEMU (bounded parallelism), JUnit in target/e2e/junit.xml
-//! cargo xtask bench            speed goals as ratios against baselines measured in the same run
+//!                              them in QEMU (bounded parallelism), JUnit in target/e2e/junit.xml;
+//!                              the conformant scenario's probe report must match
+//!                              snapshots/e2e__conformant_report.txt (UFD_UPDATE_SNAPSHOTS=1 rewrites)
+//! cargo xtask bench [ARGS]     speed goals as ratios against baselines measured in the same run
+//!                              (ARGS go to ufd-bench, e.g. --only hive|provision|boot)
 //! ```
 mod deps;
 mod images;
+mod snapshot;
 #[cfg(test)]
 mod tidy;
 mod util;
@@ -29,11 +33,11 @@ fn main() -> ExitCode {
         Some("deps") => deps::ensure_all(),
         Some("demo") => demo(),
         Some("fuzz") => fuzz(args.get(1).map(|s| s.parse().unwrap_or(60)).unwrap_or(60)),
-        Some("bench") => bench(),
+        Some("bench") => bench(&args[1..]),
         Some("e2e") => e2e(),
         Some("images") => images::build_all().map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <ci|deps|demo|images|e2e|fuzz [SECS]|bench>");
+            eprintln!("usage: cargo xtask <ci|deps|demo|images|e2e|fuzz [SECS]|bench [--only hive|provision|boot]>");
             return ExitCode::from(2);
         }
     };
@@ -208,10 +212,26 @@ fn fuzz(secs: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn bench() -> Result<(), String> {
+fn bench(args: &[String]) -> Result<(), String> {
     deps::ensure_all()?;
     let root = workspace_root();
-    Step::new("bench").run(cargo(&root).args(["run", "--release", "-p", "ufd-bench"]))
+    // The boot section boots the scenario matrix: it needs the probe and the release ufd.
+    let probe = build_probe(&root)?;
+    Step::new("build ufd").run(cargo(&root).args(["build", "--release", "-p", "ufd"]))?;
+    Step::new("bench").run(
+        cargo(&root)
+            .args(["run", "--release", "-p", "ufd-bench", "--"])
+            .args(args)
+            .env("UFD_PROBE_EFI", &probe)
+            .env("UFD_BIN", release_ufd(&root)),
+    )
+}
+
+/// The release `ufd` that `cargo build --release -p ufd` produced (honours CARGO_TARGET_DIR).
+fn release_ufd(root: &std::path::Path) -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from)
+        .join("release/ufd")
 }
 
 /// Build the UEFI guest probe (outside the host workspace) and return the .efi path.
@@ -246,7 +266,7 @@ fn e2e() -> Result<(), String> {
     let out = root.join("target/e2e");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     Step::new("ufd run scenarios/ (2 TCG guests at a time)").run(
-        std::process::Command::new(root.join("target/release/ufd"))
+        std::process::Command::new(release_ufd(&root))
             .current_dir(&root)
             .arg("run")
             .arg("scenarios")
@@ -259,6 +279,12 @@ fn e2e() -> Result<(), String> {
             .arg("--artifacts")
             .arg(out.join("artifacts"))
             .arg("--junit")
-            .arg(out.join("junit.xml")),
+            .arg(out.join("junit.xml"))
+            .arg("--report-dir")
+            .arg(out.join("reports")),
+    )?;
+    snapshot::check(
+        &out.join("reports/conformant.jsonl"),
+        &root.join("snapshots/e2e__conformant_report.txt"),
     )
 }

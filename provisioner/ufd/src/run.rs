@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use ufd_harness::error::Error as HarnessError;
 use ufd_harness::scenario::{
-    junit_xml, results_json, results_table, run_path, ImageRecipe, RunOptions,
+    junit_xml, results_json, results_table, run_path, ImageRecipe, RunOptions, ScenarioResult,
 };
 use ufd_provision::{Firmware, ProvisionOptions};
 
@@ -48,6 +48,151 @@ pub struct RunArgs {
     /// Also write a JUnit XML report.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// Write each scenario's normalised probe report to `DIR/<scenario>.jsonl` (one JSON
+    /// object per record, the `UFDPROBE ` prefix stripped, timings and host-dependent values
+    /// replaced by placeholders; see [`normalized_report`]) — what `cargo xtask e2e` compares
+    /// with the committed snapshot.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+}
+
+/// The UFD's MBR disk signature of every provisioned scenario image (pinned so the images,
+/// and the probe's reports that quote it, are the same in every run).
+pub const SCENARIO_DISK_SIGNATURE: u32 = 0x5546_4431;
+/// The VHD's own disk signature of every provisioned scenario image.
+pub const SCENARIO_VHD_DISK_SIGNATURE: u32 = 0x5546_4432;
+/// The OS loader object's GUID in the scenario images' `\Boot\BCD` (bcdboot would pick a
+/// random one).
+pub const SCENARIO_LOADER_GUID: &str = "{6d1f6f3c-7a0e-4b4f-9c52-55464430b001}";
+/// FILETIME written into the scenario images' hives: 2009-10-22 00:00 UTC (Windows Server
+/// 2008 R2 general availability).
+pub const SCENARIO_FILETIME: u64 = 129_006_432_000_000_000;
+
+/// Record keys whose values are configuration, not measured time, although they end in `_ms`.
+const SETTING_MS_KEYS: &[&str] = &["timeout_ms", "settle_ms"];
+
+/// Placeholder for a record value that varies from run to run or host to host, by key; `None`
+/// keeps the value.
+fn placeholder(key: &str) -> Option<&'static str> {
+    match key {
+        // Guest time: TCG speed and host load.
+        "ms" | "elapsed" | "seconds" => Some("[ms]"),
+        k if k.ends_with("_ms") && k != "tsc_per_ms" && !SETTING_MS_KEYS.contains(&k) => {
+            Some("[ms]")
+        }
+        "tsc_per_ms" | "tsc" => Some("[tsc]"),
+        // Depend on the firmware build and QEMU's memory map, not on the image under test.
+        "memory_bytes" | "conventional_bytes" => Some("[bytes]"),
+        "firmware_revision" => Some("[firmware-revision]"),
+        _ => None,
+    }
+}
+
+/// A value quoted in a record's text that varies per run or per provisioning: the text before
+/// it, the value's characters, the text that must follow it, and its placeholder.
+///
+/// The VHD footer's checksum covers its creation time stamp and unique ID, which the pipeline
+/// sets per provisioning (`ProvisionOptions` has no knob to pin them), so the checksum differs
+/// between two provisionings of the same recipe; "valid" stays in the text.
+struct TextPattern {
+    before: &'static str,
+    is_value: fn(u8) -> bool,
+    after: &'static str,
+    placeholder: &'static str,
+}
+
+const TEXT_PATTERNS: &[TextPattern] = &[
+    TextPattern {
+        before: "after ",
+        is_value: |b| b.is_ascii_digit(),
+        after: " ms",
+        placeholder: "[ms]",
+    },
+    TextPattern {
+        before: "checksum 0x",
+        is_value: |b| b.is_ascii_hexdigit(),
+        after: " ",
+        placeholder: "[vhd-footer]",
+    },
+];
+
+/// Replace the values of [`TEXT_PATTERNS`] in a record's text with their placeholders.
+fn normalize_text(s: &str) -> String {
+    let mut text = s.to_string();
+    for TextPattern {
+        before,
+        is_value,
+        after,
+        placeholder,
+    } in TEXT_PATTERNS
+    {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find(before) {
+            out.push_str(&rest[..i + before.len()]);
+            rest = &rest[i + before.len()..];
+            let n = rest.bytes().take_while(|b| is_value(*b)).count();
+            if n > 0 && rest[n..].starts_with(after) {
+                out.push_str(placeholder);
+                rest = &rest[n..];
+            }
+        }
+        out.push_str(rest);
+        text = out;
+    }
+    text
+}
+
+fn normalize_value(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                match placeholder(k) {
+                    Some(p) if !x.is_null() => *x = serde_json::Value::String(p.into()),
+                    _ => normalize_value(x),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(normalize_value),
+        serde_json::Value::String(s) => *s = normalize_text(s),
+        _ => {}
+    }
+}
+
+/// The probe's records of one run as a stable text: one JSON object per line (keys sorted),
+/// measured times (`ms`, `*_ms` except the settings `timeout_ms`/`settle_ms`, `elapsed`,
+/// `seconds`, "after N ms" in texts), the VHD footer checksum in texts, the TSC rate, memory
+/// sizes and the firmware revision replaced by `[ms]`, `[vhd-footer]`, `[tsc]`, `[bytes]`,
+/// `[firmware-revision]`. Disk signatures and the loader GUID stay: [`provision_recipe`] pins
+/// them.
+pub fn normalized_report(records: &[ufd_harness::probe::Record]) -> String {
+    let mut out = String::new();
+    for r in records {
+        let mut v = r.value.clone();
+        normalize_value(&mut v);
+        out += &v.to_string();
+        out.push('\n');
+    }
+    out
+}
+
+/// Write `dir/<scenario>.jsonl` for every scenario that ran; a scenario that did not run gets
+/// its stale report removed, so no old report is mistaken for this run's.
+fn write_reports(dir: &Path, results: &[ScenarioResult]) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir).map_err(|e| CliError::io(dir, e))?;
+    for r in results {
+        let file = dir.join(format!("{}.jsonl", r.name));
+        match &r.run {
+            Some(out) => std::fs::write(&file, normalized_report(&out.records))
+                .map_err(|e| CliError::io(&file, e))?,
+            None => match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CliError::io(&file, e)),
+            },
+        }
+    }
+    Ok(())
 }
 
 fn herr(what: &str, detail: impl std::fmt::Display) -> HarnessError {
@@ -60,7 +205,10 @@ fn herr(what: &str, detail: impl std::fmt::Display) -> HarnessError {
 /// FNV-1a over the recipe's fields and the WIM's content key (which covers the probe
 /// binary, an override): the cache key of a provisioned image.
 fn recipe_key(r: &ImageRecipe, wim_key: &str) -> String {
-    let text = format!("{r:?}|{wim_key}|{}", env!("CARGO_PKG_VERSION"));
+    let text = format!(
+        "{r:?}|{wim_key}|{}|pinned {SCENARIO_DISK_SIGNATURE:#x} {SCENARIO_VHD_DISK_SIGNATURE:#x} {SCENARIO_LOADER_GUID} {SCENARIO_FILETIME}",
+        env!("CARGO_PKG_VERSION")
+    );
     let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
@@ -128,6 +276,10 @@ fn provision_recipe(r: &ImageRecipe, probe: &Path, cache: &Path) -> Result<PathB
     }
     opts.poll_boot_partition_timeout = r.poll_boot_partition_timeout;
     opts.disable_paging = !r.leave_paging_enabled;
+    opts.disk_signature = Some(SCENARIO_DISK_SIGNATURE);
+    opts.vhd_disk_signature = Some(SCENARIO_VHD_DISK_SIGNATURE);
+    opts.loader_guid = ufd_formats::bcd::Guid::parse(SCENARIO_LOADER_GUID);
+    opts.filetime = Some(SCENARIO_FILETIME);
     ufd_provision::provision(&opts, &mut |_| {}).map_err(|e| herr("provision", e))?;
     if r.corrupt_bcd {
         let esp = ufd_provision::UfdLayout::of(&opts)
@@ -182,6 +334,9 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     } else {
         print!("{}", results_table(&results));
     }
+    if let Some(d) = &args.report_dir {
+        write_reports(d, &results)?;
+    }
     if let Some(f) = &args.junit {
         std::fs::write(f, junit_xml("ufd-scenarios", &results)).map_err(|e| CliError::io(f, e))?;
     }
@@ -190,4 +345,75 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     } else {
         1
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+    use ufd_harness::probe::Record;
+
+    fn rec(v: serde_json::Value) -> Record {
+        Record {
+            t_ms: 1234,
+            value: v,
+        }
+    }
+
+    #[test]
+    fn pinned_loader_guid_parses() {
+        assert!(ufd_formats::bcd::Guid::parse(SCENARIO_LOADER_GUID).is_some());
+    }
+
+    #[rstest]
+    #[case(json!({"event":"connect","handles":187,"ms":1053}),
+           r#"{"event":"connect","handles":187,"ms":"[ms]"}"#)]
+    #[case(json!({"event":"hello","tsc_per_ms":2620009,"version":"0.1.0"}),
+           r#"{"event":"hello","tsc_per_ms":"[tsc]","version":"0.1.0"}"#)]
+    #[case(json!({"event":"platform","memory_bytes":1,"conventional_bytes":2,"firmware_revision":"0x10000","uefi_revision":"2.70"}),
+           r#"{"conventional_bytes":"[bytes]","event":"platform","firmware_revision":"[firmware-revision]","memory_bytes":"[bytes]","uefi_revision":"2.70"}"#)]
+    #[case(json!({"event":"handoff","timeout_ms":30000,"settle_ms":1500}),
+           r#"{"event":"handoff","settle_ms":1500,"timeout_ms":30000}"#)]
+    #[case(json!({"event":"kernel","text":"STOP 0x0000007B after 30001 ms; PollBootPartitionTimeout = 30000 ms","after_ms":30001}),
+           r#"{"after_ms":"[ms]","event":"kernel","text":"STOP 0x0000007B after [ms] ms; PollBootPartitionTimeout = 30000 ms"}"#)]
+    #[case(json!({"event":"done","walk_ms":514,"total_ms":null,"nested":[{"elapsed":3}]}),
+           r#"{"event":"done","nested":[{"elapsed":"[ms]"}],"total_ms":null,"walk_ms":"[ms]"}"#)]
+    fn normalizes_varying_values(#[case] v: serde_json::Value, #[case] want: &str) {
+        assert_eq!(normalized_report(&[rec(v)]), format!("{want}\n"));
+    }
+
+    #[rstest]
+    #[case("after ", "after ")]
+    #[case("after x ms after 5 ms", "after x ms after [ms] ms")]
+    #[case("after 12 s", "after 12 s")]
+    #[case("", "")]
+    #[case(
+        "size 1 bytes, checksum 0xffffe641 valid",
+        "size 1 bytes, checksum 0x[vhd-footer] valid"
+    )]
+    #[case("checksum 0x valid", "checksum 0x valid")]
+    fn text_values(#[case] text: &str, #[case] want: &str) {
+        assert_eq!(normalize_text(text), want);
+    }
+
+    #[test]
+    fn reports_are_written_and_stale_ones_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("broken.jsonl");
+        std::fs::write(&stale, "old\n").unwrap();
+        let not_run = ScenarioResult {
+            name: "broken".into(),
+            passed: false,
+            mismatches: Vec::new(),
+            error: Some("image: no".into()),
+            outcome: None,
+            last_hop: None,
+            written_bytes: None,
+            duration_ms: 0,
+            run: None,
+        };
+        write_reports(dir.path(), &[not_run]).unwrap();
+        assert!(!stale.exists());
+    }
 }
