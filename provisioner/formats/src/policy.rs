@@ -242,6 +242,25 @@ pub fn multi_sz_strings(data: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// IMG-LANGPACKS: whether a folder name is a Windows language tag (RFC 5646 as Windows
+/// spells its resource folders: `ll-CC`, `lll-CC`, or `ll-Ssss-CC` such as `sr-Latn-CS`).
+/// The provisioner removes such folders and `inspect` reports them, so both must agree.
+pub fn is_language_tag(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    let lang = |s: &str| (2..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase());
+    let region = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase());
+    let script = |s: &str| {
+        s.len() == 4
+            && s.as_bytes()[0].is_ascii_uppercase()
+            && s.bytes().skip(1).all(|b| b.is_ascii_lowercase())
+    };
+    match parts.as_slice() {
+        [l, r] => lang(l) && region(r),
+        [l, s, r] => lang(l) && script(s) && region(r),
+        _ => false,
+    }
+}
+
 /// The value Hyper-V Server 2008 R2 ships for `Control\PnP\PollBootPartitionTimeout` (seed,
 /// "Additional Information").
 pub const HYPERV_POLL_BOOT_PARTITION_TIMEOUT_MS: u32 = 30_000;

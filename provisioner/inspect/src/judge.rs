@@ -131,23 +131,6 @@ pub fn judge_generalized(
     }
 }
 
-/// Whether a directory name is a language folder (`ll-CC`, `lll-CC`, `ll-Ssss-CC`).
-pub fn is_language_folder(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('-').collect();
-    let lang = |s: &str| (2..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase());
-    let region = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase());
-    let script = |s: &str| {
-        s.len() == 4
-            && s.as_bytes()[0].is_ascii_uppercase()
-            && s.bytes().skip(1).all(|b| b.is_ascii_lowercase())
-    };
-    match parts.as_slice() {
-        [l, r] => lang(l) && region(r),
-        [l, s, r] => lang(l) && script(s) && region(r),
-        _ => false,
-    }
-}
-
 /// The languages the boot path uses: the `locale` of `{bootmgr}` and of its default loader.
 /// These are what this crate calls "required": the boot manager and winload load their
 /// `.mui` resources from these folders; any other language folder is a language pack the
@@ -259,7 +242,7 @@ mod tests {
     #[case("EN-us", false)]
     #[case("en-US-x", false)]
     fn language_folders(#[case] name: &str, #[case] yes: bool) {
-        assert_eq!(is_language_folder(name), yes);
+        assert_eq!(ufd_formats::policy::is_language_tag(name), yes);
     }
 
     #[rstest]

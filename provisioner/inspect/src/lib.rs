@@ -638,7 +638,7 @@ fn inner_disk(disk: DevRef, src: &str, f: &mut Findings) {
             let mut langs = Vec::new();
             for d in entries
                 .iter()
-                .filter(|d| d.is_dir && judge::is_language_folder(&d.name))
+                .filter(|d| d.is_dir && ufd_formats::policy::is_language_tag(&d.name))
             {
                 let path = format!("{s32}\\{}", d.name);
                 let bytes = match vol.list_dir(&path) {

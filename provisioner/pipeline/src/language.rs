@@ -61,27 +61,10 @@ use ufd_formats::hive::{Editor, Hive};
 
 use crate::error::ProvisionError;
 use crate::tools;
+pub use ufd_formats::policy::is_language_tag;
 
 /// Trees never searched for language folders (component store, servicing stack).
 pub const EXCLUDED_TREES: &[&str] = &["/Windows/WinSxS", "/Windows/servicing"];
-
-/// Whether a folder name is a Windows language tag (RFC 5646 as Windows spells it: `ll-CC`,
-/// `lll-CC`, or `ll-Ssss-CC` such as `sr-Latn-CS`).
-pub fn is_language_tag(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('-').collect();
-    let lang = |s: &str| (2..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase());
-    let region = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase());
-    let script = |s: &str| {
-        s.len() == 4
-            && s.as_bytes()[0].is_ascii_uppercase()
-            && s.bytes().skip(1).all(|b| b.is_ascii_lowercase())
-    };
-    match parts.as_slice() {
-        [l, r] => lang(l) && region(r),
-        [l, s, r] => lang(l) && script(s) && region(r),
-        _ => false,
-    }
-}
 
 /// A user-typed tag in Windows' spelling (`en-us` -> `en-US`, `sr-latn-cs` -> `sr-Latn-CS`).
 pub fn canonical_tag(s: &str) -> String {
