@@ -39,8 +39,9 @@ pub const UEFI_BCD_PATH: &str = "\\EFI\\Microsoft\\Boot\\BCD";
 pub const BIOS_BCD_PATH: &str = "\\Boot\\BCD";
 /// The SYSTEM hive inside the Windows volume.
 pub const SYSTEM_HIVE_PATH: &str = "\\Windows\\System32\\config\\SYSTEM";
-/// USB boot-path services whose `Start` values IMG-USB-BOOT-DRIVERS quotes.
-pub const USB_SERVICES: &[&str] = &["usbehci", "usbuhci", "usbohci", "usbhub", "usbstor"];
+/// The values read from the SYSTEM hive's default control set, read by the shared reader
+/// that `ufd inspect` and the provisioner use too.
+pub use ufd_formats::system::{SystemValues, USB_SERVICES};
 
 /// BCD element types used by the walk (formats.md §2).
 pub mod element {
@@ -118,22 +119,6 @@ impl Default for Options {
             source: "disk".to_string(),
         }
     }
-}
-
-/// The values read from the SYSTEM hive's default control set.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct SystemValues {
-    /// `ControlSet00N` named by `Select\Default`.
-    pub control_set: String,
-    /// `Control\PnP\PollBootPartitionTimeout` (ms).
-    pub poll_boot_partition_timeout: Option<u32>,
-    /// `Control\Session Manager\Memory Management\PagingFiles` raw REG_MULTI_SZ data.
-    pub paging_files: Option<Vec<u8>>,
-    pub existing_page_files: bool,
-    /// `Control\BootDriverFlags`.
-    pub boot_driver_flags: Option<u32>,
-    /// `Services\<name>\Start` for [`USB_SERVICES`].
-    pub usb_services: Vec<(String, Option<u32>)>,
 }
 
 /// Everything the walk found.
@@ -612,7 +597,7 @@ fn walk_disk(w: &mut Walker<'_>, disk: &mut dyn Dev) {
         format!("{SYSTEM_HIVE_PATH}: {} bytes, clean", hive_bytes.len()),
     );
     // 13. Select
-    let cs = match dword(&hive, "Select", "Default") {
+    let cs = match ufd_formats::system::dword(&hive, "Select", "Default") {
         Ok(Some(d)) => format!("ControlSet{d:03}"),
         Ok(None) => return w.fail("select", "Select\\Default is absent".into()),
         Err(e) => return w.fail("select", format!("Select\\Default: {e}")),
@@ -628,7 +613,7 @@ fn walk_disk(w: &mut Walker<'_>, disk: &mut dyn Dev) {
         Err(e) => return w.fail("select", format!("{cs}: {e}")),
     }
     // 14. values
-    match system_values(&hive, &cs) {
+    match SystemValues::read(&hive, &cs) {
         Ok(v) => {
             let show = |x: Option<u32>| x.map_or("absent".to_string(), |x| x.to_string());
             let paging = match &v.paging_files {
@@ -669,50 +654,6 @@ fn find_bcd(part: &mut dyn Dev, max: u64) -> Result<(Vec<u8>, &'static str, &'st
         Some(b) => Ok((b, kind, UEFI_BCD_PATH)),
         None => Err(format!("{kind}, no {UEFI_BCD_PATH}")),
     }
-}
-
-fn dword(h: &Hive<'_>, key: &str, value: &str) -> Result<Option<u32>, ufd_formats::Error> {
-    match h.open(key)? {
-        Some(k) => match k.value(value)? {
-            Some(v) => Ok(Some(v.as_dword()?)),
-            None => Ok(None),
-        },
-        None => Ok(None),
-    }
-}
-
-fn system_values(h: &Hive<'_>, cs: &str) -> Result<SystemValues, ufd_formats::Error> {
-    let mm = h.open(&format!(
-        "{cs}\\Control\\Session Manager\\Memory Management"
-    ))?;
-    let (paging_files, existing_page_files) = match &mm {
-        Some(k) => (
-            k.value("PagingFiles")?
-                .map(|v| v.data().map(|d| d.into_owned()))
-                .transpose()?,
-            k.value("ExistingPageFiles")?.is_some(),
-        ),
-        None => (None, false),
-    };
-    let mut usb_services = Vec::new();
-    for n in USB_SERVICES {
-        usb_services.push((
-            n.to_string(),
-            dword(h, &format!("{cs}\\Services\\{n}"), "Start")?,
-        ));
-    }
-    Ok(SystemValues {
-        control_set: cs.to_string(),
-        poll_boot_partition_timeout: dword(
-            h,
-            &format!("{cs}\\Control\\PnP"),
-            "PollBootPartitionTimeout",
-        )?,
-        paging_files,
-        existing_page_files,
-        boot_driver_flags: dword(h, &format!("{cs}\\Control"), "BootDriverFlags")?,
-        usb_services,
-    })
 }
 
 /// A [`Dev`] as a [`ufd_formats::bytes::ReadAt`] (for `read_footer`).
@@ -835,21 +776,7 @@ fn judge(w: &mut Walker<'_>) {
     match &w.out.system {
         Some(v) => {
             let src = format!("{ssrc} {}", v.control_set);
-            let paging = policy::judge_paging(
-                v.paging_files.as_deref(),
-                v.existing_page_files,
-                &v.control_set,
-                &src,
-            );
-            let wait =
-                policy::judge_boot_device_wait(v.poll_boot_partition_timeout, &v.control_set, &src);
-            let svcs: Vec<(&str, Option<u32>)> = v
-                .usb_services
-                .iter()
-                .map(|(n, s)| (n.as_str(), *s))
-                .collect();
-            let usb = policy::judge_usb_boot_drivers(v.boot_driver_flags, &svcs, &src);
-            w.out.verdicts.extend([paging, wait, usb]);
+            w.out.verdicts.extend(v.verdicts(&src));
         }
         None => {
             let failed = ["system-hive", "select", "system-values"]

@@ -20,6 +20,7 @@ pub mod error;
 pub mod hive;
 pub mod mbr;
 pub mod policy;
+pub mod system;
 pub mod vhd;
 
 pub use error::{Error, ErrorKind, Format, Result};

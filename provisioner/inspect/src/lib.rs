@@ -719,16 +719,6 @@ fn inspect_hive(src: &str, data: &[u8], f: &mut Findings) -> Result<(), ufd_form
     Ok(())
 }
 
-fn dword(h: &Hive<'_>, key: &str, value: &str) -> Result<Option<u32>, ufd_formats::Error> {
-    match h.open(key)? {
-        Some(k) => match k.value(value)? {
-            Some(v) => Ok(Some(v.as_dword()?)),
-            None => Ok(None),
-        },
-        None => Ok(None),
-    }
-}
-
 /// IMG-PAGING-OFF, IMG-BOOT-DEVICE-WAIT, IMG-USB-BOOT-DRIVERS in the control set
 /// `Select\Default` names (offline there is no CurrentControlSet, formats.md §5.1), and the
 /// `Setup` values for IMG-GENERALIZED.
@@ -744,45 +734,15 @@ fn system_verdicts(src: &str, h: &Hive<'_>, f: &mut Findings) -> Result<(), ufd_
             cmd_line: k.value("CmdLine")?.map(|v| v.as_string()).transpose()?,
         });
     }
-    let Some(default) = dword(h, "Select", "Default")? else {
+    let Some(default) = ufd_formats::system::dword(h, "Select", "Default")? else {
         f.line("    Select\\Default is absent: no control set to judge");
         return Ok(());
     };
     let cs = format!("ControlSet{default:03}");
     f.line(format!("    Select\\Default = {default} -> {cs}"));
     let vsrc = format!("{src} {cs}");
-    let mm = h.open(&format!(
-        "{cs}\\Control\\Session Manager\\Memory Management"
-    ))?;
-    let (paging, existing) = match &mm {
-        Some(k) => (
-            k.value("PagingFiles")?
-                .map(|v| v.data().map(|d| d.into_owned()))
-                .transpose()?,
-            k.value("ExistingPageFiles")?.is_some(),
-        ),
-        None => (None, false),
-    };
-    f.verdicts.push(policy::judge_paging(
-        paging.as_deref(),
-        existing,
-        &cs,
-        &vsrc,
-    ));
-    let poll = dword(
-        h,
-        &format!("{cs}\\Control\\PnP"),
-        "PollBootPartitionTimeout",
-    )?;
     f.verdicts
-        .push(policy::judge_boot_device_wait(poll, &cs, &vsrc));
-    let flags = dword(h, &format!("{cs}\\Control"), "BootDriverFlags")?;
-    let mut services = Vec::new();
-    for n in ["usbehci", "usbuhci", "usbohci", "usbhub", "usbstor"] {
-        services.push((n, dword(h, &format!("{cs}\\Services\\{n}"), "Start")?));
-    }
-    f.verdicts
-        .push(policy::judge_usb_boot_drivers(flags, &services, &vsrc));
+        .extend(ufd_formats::system::SystemValues::read(h, &cs)?.verdicts(&vsrc));
     Ok(())
 }
 

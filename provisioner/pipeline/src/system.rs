@@ -13,8 +13,8 @@
 use ufd_formats::hive::{value_type as vt, Editor, Hive};
 use ufd_formats::policy::{self, Verdict};
 
-/// The USB boot-path services whose start types are reported.
-pub const USB_SERVICES: &[&str] = &["usbehci", "usbohci", "usbuhci", "usbhub", "usbstor"];
+pub use ufd_formats::system::USB_SERVICES;
+use ufd_formats::system::{dword, SystemValues};
 
 /// What the SYSTEM-hive step found and did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -34,16 +34,6 @@ pub struct SystemEdit {
     pub verdicts: Vec<Verdict>,
     pub size_before: usize,
     pub size_after: usize,
-}
-
-fn dword(h: &Hive<'_>, key: &str, name: &str) -> Result<Option<u32>, ufd_formats::Error> {
-    match h.open(key)? {
-        Some(k) => match k.value(name)? {
-            Some(v) => Ok(Some(v.as_dword()?)),
-            None => Ok(None),
-        },
-        None => Ok(None),
-    }
 }
 
 /// Edit `hive` (the bytes of `Windows\System32\config\SYSTEM`); `poll_timeout` optionally sets
@@ -125,39 +115,8 @@ pub fn edit_system(
     }
     let out = ed.finish(filetime);
     let h = Hive::parse(&out)?;
-    let cs = &names[0];
-    let mm = format!("{cs}\\Control\\Session Manager\\Memory Management");
-    let k = h.open(&mm)?;
-    let pf = match &k {
-        Some(k) => k
-            .value("PagingFiles")?
-            .map(|v| v.data().map(|d| d.into_owned()))
-            .transpose()?,
-        None => None,
-    };
-    let existing = match &k {
-        Some(k) => k.value("ExistingPageFiles")?.is_some(),
-        None => false,
-    };
-    let poll_after = dword(
-        &h,
-        &format!("{cs}\\Control\\PnP"),
-        "PollBootPartitionTimeout",
-    )?;
-    let flags = dword(&h, &format!("{cs}\\Control"), "BootDriverFlags")?;
-    let mut usb = Vec::new();
-    for s in USB_SERVICES {
-        usb.push((
-            s.to_string(),
-            dword(&h, &format!("{cs}\\Services\\{s}"), "Start")?,
-        ));
-    }
-    let usb_refs: Vec<(&str, Option<u32>)> = usb.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-    let verdicts = vec![
-        policy::judge_paging(pf.as_deref(), existing, cs, source),
-        policy::judge_boot_device_wait(poll_after, cs, source),
-        policy::judge_usb_boot_drivers(flags, &usb_refs, source),
-    ];
+    let after = SystemValues::read(&h, &names[0])?;
+    let verdicts = after.verdicts(source).to_vec();
     let size_after = out.len();
     Ok((
         out,
@@ -166,9 +125,9 @@ pub fn edit_system(
             paging_files_before: paging_before,
             existing_page_files_deleted: deleted,
             poll_boot_partition_timeout_before: before_poll,
-            poll_boot_partition_timeout_after: poll_after,
-            boot_driver_flags: flags,
-            usb_service_start: usb,
+            poll_boot_partition_timeout_after: after.poll_boot_partition_timeout,
+            boot_driver_flags: after.boot_driver_flags,
+            usb_service_start: after.usb_services,
             verdicts,
             size_before,
             size_after,

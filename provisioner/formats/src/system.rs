@@ -1,0 +1,189 @@
+//! What the seed's rules read from an image's SYSTEM hive, read one way for everyone: the
+//! guest probe's boot-path walk (`ufd-bootpath`), `ufd inspect` and the provisioner's report.
+//!
+//! Offline there is no `CurrentControlSet` (it is a volatile link made at boot): the control
+//! set that boots is the one `Select\Default` names (KB102984, formats.md §5.1).
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::hive::Hive;
+use crate::policy::{self, Verdict};
+use crate::Result;
+
+/// The USB boot-path services whose start type IMG-USB-BOOT-DRIVERS reports (formats.md §5.3).
+pub const USB_SERVICES: &[&str] = &["usbehci", "usbuhci", "usbohci", "usbhub", "usbstor"];
+
+/// A REG_DWORD value, `None` when the key or the value is absent (a value of another type is
+/// an error naming its offset).
+pub fn dword(h: &Hive<'_>, key: &str, value: &str) -> Result<Option<u32>> {
+    match h.open(key)? {
+        Some(k) => match k.value(value)? {
+            Some(v) => Ok(Some(v.as_dword()?)),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// `ControlSet00N` for `Select\Default`, or `None` when the hive has no selection.
+pub fn default_control_set(h: &Hive<'_>) -> Result<Option<String>> {
+    Ok(dword(h, "Select", "Default")?.map(|n| format!("ControlSet{n:03}")))
+}
+
+/// The values the seed's rules judge, in one control set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct SystemValues {
+    /// `ControlSet00N` (normally the one `Select\Default` names).
+    pub control_set: String,
+    /// `Control\PnP\PollBootPartitionTimeout` (ms).
+    pub poll_boot_partition_timeout: Option<u32>,
+    /// `Control\Session Manager\Memory Management\PagingFiles`, raw REG_MULTI_SZ data.
+    pub paging_files: Option<Vec<u8>>,
+    /// Whether `Memory Management\ExistingPageFiles` exists.
+    pub existing_page_files: bool,
+    /// `Control\BootDriverFlags`.
+    pub boot_driver_flags: Option<u32>,
+    /// `Services\<name>\Start` for [`USB_SERVICES`].
+    pub usb_services: Vec<(String, Option<u32>)>,
+}
+
+impl SystemValues {
+    /// Read the values of control set `cs` (e.g. `ControlSet001`).
+    pub fn read(h: &Hive<'_>, cs: &str) -> Result<SystemValues> {
+        let mm = h.open(&format!(
+            "{cs}\\Control\\Session Manager\\Memory Management"
+        ))?;
+        let (paging_files, existing_page_files) = match &mm {
+            Some(k) => (
+                k.value("PagingFiles")?
+                    .map(|v| v.data().map(|d| d.into_owned()))
+                    .transpose()?,
+                k.value("ExistingPageFiles")?.is_some(),
+            ),
+            None => (None, false),
+        };
+        let mut usb_services = Vec::new();
+        for n in USB_SERVICES {
+            usb_services.push((
+                n.to_string(),
+                dword(h, &format!("{cs}\\Services\\{n}"), "Start")?,
+            ));
+        }
+        Ok(SystemValues {
+            control_set: cs.to_string(),
+            poll_boot_partition_timeout: dword(
+                h,
+                &format!("{cs}\\Control\\PnP"),
+                "PollBootPartitionTimeout",
+            )?,
+            paging_files,
+            existing_page_files,
+            boot_driver_flags: dword(h, &format!("{cs}\\Control"), "BootDriverFlags")?,
+            usb_services,
+        })
+    }
+
+    /// IMG-PAGING-OFF, IMG-BOOT-DEVICE-WAIT and IMG-USB-BOOT-DRIVERS for these values.
+    pub fn verdicts(&self, source: &str) -> [Verdict; 3] {
+        let cs = self.control_set.as_str();
+        let services: Vec<(&str, Option<u32>)> = self
+            .usb_services
+            .iter()
+            .map(|(n, s)| (n.as_str(), *s))
+            .collect();
+        [
+            policy::judge_paging(
+                self.paging_files.as_deref(),
+                self.existing_page_files,
+                cs,
+                source,
+            ),
+            policy::judge_boot_device_wait(self.poll_boot_partition_timeout, cs, source),
+            policy::judge_usb_boot_drivers(self.boot_driver_flags, &services, source),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hive::{value_type as vt, Editor, NewHive};
+    use crate::policy::Outcome;
+
+    fn hive(paging_off: bool) -> Vec<u8> {
+        let mut ed = Editor::new_hive(&NewHive::default()).unwrap();
+        ed.create_key("Select").unwrap();
+        ed.set_value("Select", "Default", vt::REG_DWORD, &2u32.to_le_bytes())
+            .unwrap();
+        let mm = "ControlSet002\\Control\\Session Manager\\Memory Management";
+        ed.create_key(mm).unwrap();
+        let pf: &[u8] = if paging_off {
+            &[0, 0, 0, 0]
+        } else {
+            &[b'x', 0, 0, 0, 0, 0]
+        };
+        ed.set_value(mm, "PagingFiles", vt::REG_MULTI_SZ, pf)
+            .unwrap();
+        if !paging_off {
+            ed.set_value(mm, "ExistingPageFiles", vt::REG_MULTI_SZ, &[0, 0])
+                .unwrap();
+        }
+        ed.create_key("ControlSet002\\Control\\PnP").unwrap();
+        ed.set_value(
+            "ControlSet002\\Control\\PnP",
+            "PollBootPartitionTimeout",
+            vt::REG_DWORD,
+            &30000u32.to_le_bytes(),
+        )
+        .unwrap();
+        ed.set_value(
+            "ControlSet002\\Control",
+            "BootDriverFlags",
+            vt::REG_DWORD,
+            &4u32.to_le_bytes(),
+        )
+        .unwrap();
+        ed.finish(0)
+    }
+
+    #[test]
+    fn reads_the_default_control_set_and_judges_it() {
+        let data = hive(true);
+        let h = Hive::parse(&data).unwrap();
+        let cs = default_control_set(&h).unwrap().unwrap();
+        assert_eq!(cs, "ControlSet002");
+        let v = SystemValues::read(&h, &cs).unwrap();
+        assert_eq!(v.poll_boot_partition_timeout, Some(30000));
+        assert_eq!(v.boot_driver_flags, Some(4));
+        assert!(!v.existing_page_files);
+        assert_eq!(v.usb_services.len(), USB_SERVICES.len());
+        assert!(v.usb_services.iter().all(|(_, s)| s.is_none()));
+        let outcomes: Vec<Outcome> = v.verdicts("t").iter().map(|v| v.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Pass, Outcome::Pass, Outcome::Pass]);
+
+        let data = hive(false);
+        let h = Hive::parse(&data).unwrap();
+        let v = SystemValues::read(&h, "ControlSet002").unwrap();
+        assert!(v.existing_page_files);
+        assert_eq!(v.verdicts("t")[0].outcome, Outcome::Fail);
+        // A control set that does not exist reads as all-absent, and the wait rule fails.
+        let none = SystemValues::read(&h, "ControlSet009").unwrap();
+        assert_eq!(none.paging_files, None);
+        assert_eq!(none.verdicts("t")[1].outcome, Outcome::Fail);
+    }
+
+    #[test]
+    fn a_non_dword_is_an_error_not_a_guess() {
+        let mut ed = Editor::new_hive(&NewHive::default()).unwrap();
+        ed.create_key("Select").unwrap();
+        ed.set_value("Select", "Default", vt::REG_SZ, &[b'1', 0, 0, 0])
+            .unwrap();
+        let data = ed.finish(0);
+        let h = Hive::parse(&data).unwrap();
+        assert!(default_control_set(&h).is_err());
+        assert_eq!(dword(&h, "Nope", "X").unwrap(), None);
+    }
+}
