@@ -22,5 +22,6 @@ pub mod mbr;
 pub mod policy;
 pub mod system;
 pub mod vhd;
+pub mod vhdx;
 
 pub use error::{Error, ErrorKind, Format, Result};

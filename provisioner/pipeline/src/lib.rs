@@ -45,6 +45,7 @@ pub mod bcd;
 pub mod error;
 pub mod language;
 pub mod ntfs;
+pub mod plan;
 pub mod sparse;
 pub mod system;
 pub mod tools;

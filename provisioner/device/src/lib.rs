@@ -1,0 +1,3 @@
+//! # ufd-device
+//!
+//! Real targets (issue #6): being written.
