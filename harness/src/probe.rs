@@ -82,6 +82,9 @@ pub struct HopView {
     pub step: String,
     /// `ok`, `fail`, `not-reached` (absent means `ok`).
     pub status: String,
+    /// What the hop read or why it failed.
+    #[serde(default)]
+    pub evidence: Option<String>,
 }
 
 impl VerdictView {
@@ -114,8 +117,69 @@ impl HopView {
             status: str_field(v, &["status"])
                 .map(normalize)
                 .unwrap_or_else(|| "ok".into()),
+            evidence: str_field(v, &["evidence"]).map(str::to_string),
         })
     }
+}
+
+/// The hop before any boot-manager record: firmware → MBR code → partition boot record →
+/// boot manager. The probe cannot report it (it is not running yet); the harness does, from
+/// the boot code's messages on COM1 or from the absence of any probe record.
+pub const BOOT_CODE_HOP: &str = "boot-code";
+
+/// The messages of the project's MBR code and NTFS boot record (provisioner/bootcode/asm;
+/// the same texts as Windows' own, formats.md §4), which both print on the screen and COM1,
+/// and what each means.
+pub const BOOT_CODE_MESSAGES: &[(&str, &str)] = &[
+    (
+        "Invalid partition table",
+        "MBR code: a boot flag other than 00/80, or more than one active partition",
+    ),
+    (
+        "Error loading operating system",
+        "MBR code: the active partition's boot record could not be read",
+    ),
+    (
+        "Missing operating system",
+        "MBR code: no active partition, or its boot record lacks 55 AA",
+    ),
+    (
+        "A disk read error occurred",
+        "NTFS boot record: a disk read failed",
+    ),
+    (
+        "BOOTMGR is missing",
+        "NTFS boot record: \\bootmgr not found",
+    ),
+    (
+        "BOOTMGR is compressed",
+        "NTFS boot record: \\bootmgr is compressed",
+    ),
+    (
+        "BOOTMGR has moved",
+        "NTFS boot record: \\bootmgr's clusters differ from those recorded at provisioning",
+    ),
+];
+
+/// The boot-code hop of a run in which no boot manager reported (`hello` never arrived): the
+/// first boot-code message on the channel, or "nothing reported". `None` when a probe started.
+pub fn boot_code_failure(records: &[Record], lines: &[(u64, String)]) -> Option<HopView> {
+    if records.iter().any(|r| event(&r.value) == Some("hello")) {
+        return None;
+    }
+    let found = lines.iter().find_map(|(_, l)| {
+        BOOT_CODE_MESSAGES
+            .iter()
+            .find(|(m, _)| l.contains(m))
+            .map(|(m, why)| format!("{m:?} on the console: {why}"))
+    });
+    Some(HopView {
+        step: BOOT_CODE_HOP.into(),
+        status: "fail".into(),
+        evidence: Some(found.unwrap_or_else(|| {
+            "no boot manager started: no boot-code message and no probe record (the boot code did not chain, or the firmware found nothing to boot)".into()
+        })),
+    })
 }
 
 /// Lower-case, `_`/space → `-` (`NotJudged`, `not_judged` and `not-judged` compare equal).
@@ -323,11 +387,37 @@ mod tests {
             s.last_hop().unwrap(),
             &HopView {
                 step: "winload".into(),
-                status: "fail".into()
+                status: "fail".into(),
+                evidence: None,
             }
         );
         assert_eq!(s.outcome, Some(BootOutcome::Bugcheck(0x7B)));
         assert_eq!(normalize("not_judged"), "not-judged");
+    }
+
+    #[rstest]
+    #[case(&["SeaBIOS (version 1.16.2)", "Booting from Hard Disk...", "Missing operating system"], Some("\"Missing operating system\" on the console: MBR code: no active partition"))]
+    #[case(&["BOOTMGR has moved: re-run ufd provision"], Some("\"BOOTMGR has moved\" on the console: NTFS boot record"))]
+    #[case(&["Booting from Hard Disk..."], Some("no boot manager started"))]
+    fn boot_code_hop_from_console(#[case] console: &[&str], #[case] evidence_prefix: Option<&str>) {
+        let lines: Vec<(u64, String)> = console.iter().map(|l| (0, l.to_string())).collect();
+        let h = boot_code_failure(&[], &lines).expect("no probe record: a boot-code hop");
+        assert_eq!(h.step, BOOT_CODE_HOP);
+        assert_eq!(h.status, "fail");
+        let ev = h.evidence.unwrap();
+        assert!(ev.starts_with(evidence_prefix.unwrap()), "{ev}");
+    }
+
+    #[test]
+    fn no_boot_code_hop_once_a_probe_said_hello() {
+        let hello = Record {
+            t_ms: 0,
+            value: parse_line(r#"UFDPROBE {"event":"hello","probe":"ufd-bios-probe"}"#)
+                .unwrap()
+                .unwrap(),
+        };
+        let lines = vec![(0, "Missing operating system".to_string())];
+        assert_eq!(boot_code_failure(&[hello], &lines), None);
     }
 
     fn summary(lines: &[&str]) -> Summary {

@@ -56,6 +56,9 @@ pub enum RunEnd {
     GuestStopped(String),
     /// QEMU exited by itself (exit code; 33 = isa-debug-exit with value 0x10).
     Exited(Option<i32>),
+    /// The boot code (MBR or partition boot record) printed this error before any boot
+    /// manager ran ([`probe::BOOT_CODE_MESSAGES`]).
+    BootCode(String),
     /// The deadline passed; QEMU was killed.
     Deadline,
     /// `KVM internal error` (the guest is paused for ever; QEMU was killed).
@@ -115,8 +118,17 @@ pub struct RunOutput {
 
 impl RunOutput {
     /// The records as a summary (verdicts, hops, outcome).
+    /// When no boot manager reported at all, a failed [`probe::BOOT_CODE_HOP`] (with the
+    /// boot code's message, if one appeared) and the outcome `refused`.
     pub fn summary(&self) -> probe::Summary {
-        probe::Summary::of(&self.records)
+        let mut s = probe::Summary::of(&self.records);
+        if let Some(h) = probe::boot_code_failure(&self.records, &self.lines) {
+            s.hops.insert(0, h);
+            if s.outcome.is_none() {
+                s.outcome = Some(probe::BootOutcome::Refused);
+            }
+        }
+        s
     }
 }
 
@@ -297,6 +309,16 @@ pub fn run(spec: &RunSpec, failed: &dyn Fn(&RunOutput) -> bool) -> Result<RunOut
                             }
                         }
                         Err(bad) => out.bad_records.push(bad),
+                    }
+                } else if out.records.is_empty() {
+                    // Before any boot manager: the boot code's error messages end the run
+                    // (the code halts, or INT 18h hands back to a firmware with nothing else).
+                    if let Some((m, _)) = probe::BOOT_CODE_MESSAGES
+                        .iter()
+                        .find(|(m, _)| line.contains(m))
+                    {
+                        out.end = RunEnd::BootCode((*m).to_string());
+                        stopped = true;
                     }
                 }
                 out.lines.push((t, line));

@@ -38,6 +38,46 @@ pub struct ImageRecipe {
     /// Damage the BCD store after provisioning (the boot manager must refuse).
     #[serde(default)]
     pub corrupt_bcd: bool,
+    /// The UFD layout the provisioner writes (`--firmware`): `bios` is the seed's (one active
+    /// NTFS partition, `\bootmgr`, `\Boot\BCD`), `uefi` the Windows To Go-style ESP + NTFS.
+    /// Default: from the machine's firmware (SeaBIOS → `bios`, OVMF → `uefi`).
+    #[serde(default)]
+    pub layout: Option<Layout>,
+    /// After provisioning, zero the MBR's 440 bytes of boot code (partition table and 55 AA
+    /// kept): what a partitioning tool that never wrote boot code leaves.
+    #[serde(default)]
+    pub break_mbr_code: bool,
+    /// After provisioning, clear the active flag of every partition (diskpart's `active`
+    /// skipped).
+    #[serde(default)]
+    pub clear_active_flag: bool,
+    /// After provisioning, change the UFD's MBR disk signature, so the BCD's `partition=` and
+    /// `vhd=[...]` devices name a disk that is not there (the stick re-partitioned after
+    /// bcdboot).
+    #[serde(default)]
+    pub wrong_disk_signature: bool,
+    /// After provisioning, move the VHD from the UFD's root into a folder (`\moved\`), as a
+    /// technician tidying the stick would, so the loader's `vhd=[...]` path no longer exists.
+    #[serde(default)]
+    pub move_vhd: bool,
+}
+
+/// UFD layouts a recipe can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    Bios,
+    Uefi,
+}
+
+impl ImageRecipe {
+    /// The layout: the explicit one, else the one the machine's firmware boots.
+    pub fn layout_for(&self, firmware: crate::machine::FirmwareKind) -> Layout {
+        self.layout.unwrap_or(match firmware {
+            crate::machine::FirmwareKind::Seabios => Layout::Bios,
+            crate::machine::FirmwareKind::Ovmf => Layout::Uefi,
+        })
+    }
 }
 
 /// A device that surfaces late: the UFD is unplugged at the probe's hand-off and plugged in
@@ -64,6 +104,12 @@ pub struct Expect {
     /// Upper bound for bytes written to the UFD during the run.
     #[serde(default)]
     pub max_written_bytes: Option<u64>,
+    /// The machine is expected to hang before any boot manager runs (what a PC does with MBR
+    /// code that never chains: the firmware's "Booting from Hard Disk..." and a cursor): the
+    /// deadline (`timeout_s`, keep it short) is then the expected end of the run, and any
+    /// other end is a mismatch.
+    #[serde(default)]
+    pub hangs: bool,
 }
 
 /// One scenario file.
@@ -97,6 +143,9 @@ impl Scenario {
         let mut s: Scenario = toml::from_str(text).map_err(|e| {
             Error::config(format!("{}: {}", origin.display(), e.to_string().trim()))
         })?;
+        if s.image.layout.is_none() {
+            s.image.layout = Some(s.image.layout_for(s.machine.firmware));
+        }
         if s.name.is_empty() {
             s.name = origin
                 .file_stem()
@@ -209,11 +258,16 @@ impl Scenario {
                 m.push(format!("qemu stderr: {}", last.trim()));
             }
         }
-        if matches!(
-            out.end,
-            RunEnd::Deadline | RunEnd::KvmInternalError | RunEnd::HarnessError(_)
-        ) {
-            m.push(format!("run ended: {}", end_text(&out.end)));
+        match (&out.end, e.hangs) {
+            (RunEnd::Deadline, true) => {}
+            (end, true) => m.push(format!(
+                "expected the machine to hang until the deadline, but the run ended: {}",
+                end_text(end)
+            )),
+            (RunEnd::Deadline | RunEnd::KvmInternalError | RunEnd::HarnessError(_), false) => {
+                m.push(format!("run ended: {}", end_text(&out.end)))
+            }
+            _ => {}
         }
         m
     }
@@ -229,6 +283,7 @@ pub fn end_text(end: &RunEnd) -> String {
             "QEMU exited ({})",
             c.map_or("signal".into(), |c| c.to_string())
         ),
+        RunEnd::BootCode(m) => format!("boot code stopped: {m:?}"),
         RunEnd::Deadline => "deadline passed, QEMU killed".into(),
         RunEnd::KvmInternalError => "KVM internal error, QEMU killed".into(),
         RunEnd::HarnessError(e) => format!("harness error: {e}"),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use rstest::rstest;
-use ufd_harness::machine::{Accel, CpuVendor, FirmwareFiles, Machine, RunPaths};
+use ufd_harness::machine::{Accel, CpuVendor, FirmwareFiles, FirmwareKind, Machine, RunPaths};
 use ufd_harness::scenario;
 
 fn paths() -> RunPaths {
@@ -34,9 +34,13 @@ fn every_scenario_file_loads_and_has_a_reviewed_argv() {
     let all = scenario::load(&scenarios_dir()).unwrap_or_else(|e| panic!("{e}"));
     assert!(all.len() >= 13, "{} scenarios", all.len());
     for s in &all {
+        let firmware = match s.machine.firmware {
+            FirmwareKind::Ovmf => ovmf(),
+            FirmwareKind::Seabios => FirmwareFiles::Builtin,
+        };
         let argv = s
             .machine
-            .argv(&paths(), &ovmf(), Accel::Tcg, CpuVendor::Amd)
+            .argv(&paths(), &firmware, Accel::Tcg, CpuVendor::Amd)
             .unwrap();
         snap(&format!("scenario_{}", s.name), argv.join("\n"));
     }

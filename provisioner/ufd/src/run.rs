@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use ufd_harness::error::Error as HarnessError;
 use ufd_harness::scenario::{
-    junit_xml, results_json, results_table, run_path, ImageRecipe, RunOptions, ScenarioResult,
+    junit_xml, results_json, results_table, run_path, ImageRecipe, Layout, RunOptions,
+    ScenarioResult,
 };
 use ufd_provision::{Firmware, ProvisionOptions};
 
@@ -30,6 +31,10 @@ pub struct RunArgs {
     /// boot manager when images are provisioned. Default: $UFD_PROBE_EFI.
     #[arg(long, env = "UFD_PROBE_EFI")]
     pub probe: Option<PathBuf>,
+    /// The BIOS stand-in for `\bootmgr` (`ufd-bios-probe`, a flat real-mode + long-mode
+    /// binary), used when a scenario's layout is `bios`. Default: $UFD_BIOS_PROBE.
+    #[arg(long, env = "UFD_BIOS_PROBE")]
+    pub bios_probe: Option<PathBuf>,
     /// Firmware to test (e.g. a new OVMF build); default: Debian's OVMF / SeaBIOS.
     #[arg(long)]
     pub firmware: Option<PathBuf>,
@@ -256,10 +261,46 @@ fn corrupt_bcd(image: &Path, esp_offset: u64) -> Result<(), HarnessError> {
     Ok(())
 }
 
-/// Provision a scenario's image recipe (UEFI layout, the probe as the boot manager).
-fn provision_recipe(r: &ImageRecipe, probe: &Path, cache: &Path) -> Result<PathBuf, HarnessError> {
+/// The guest programs that stand in for Windows Boot Manager in provisioned scenario images.
+#[derive(Clone, Debug, Default)]
+pub struct Probes {
+    /// `ufd-probe.efi`: `\Windows\Boot\EFI\bootmgfw.efi` for UEFI layouts.
+    pub uefi: Option<PathBuf>,
+    /// The BIOS stand-in (`ufd-bios-probe`): `\Windows\Boot\PCAT\bootmgr` for the seed's
+    /// BIOS layout, so bcdboot copies it to the UFD's root where the boot record loads it.
+    pub bios: Option<PathBuf>,
+}
+
+/// Provision a scenario's image recipe in its layout (UEFI: ESP + NTFS with the UEFI probe as
+/// `bootmgfw.efi`; BIOS: the seed's single active NTFS partition with the BIOS stand-in as
+/// `\bootmgr`), then apply the recipe's damage.
+fn provision_recipe(
+    r: &ImageRecipe,
+    probes: &Probes,
+    cache: &Path,
+) -> Result<PathBuf, HarnessError> {
+    let layout = r.layout.unwrap_or(Layout::Uefi);
+    let (image_path, probe, flag, env) = match layout {
+        Layout::Uefi => (
+            "Windows\\Boot\\EFI\\bootmgfw.efi",
+            &probes.uefi,
+            "--probe",
+            "UFD_PROBE_EFI",
+        ),
+        Layout::Bios => (
+            "Windows\\Boot\\PCAT\\bootmgr",
+            &probes.bios,
+            "--bios-probe",
+            "UFD_BIOS_PROBE",
+        ),
+    };
+    let probe = probe.as_deref().ok_or_else(|| {
+        HarnessError::config(format!(
+            "provisioning a {layout:?} scenario image needs its guest probe: {flag} FILE or {env} (cargo xtask e2e builds both)"
+        ))
+    })?;
     let overrides = [ufd_synthetic::Override {
-        image_path: "Windows\\Boot\\EFI\\bootmgfw.efi".into(),
+        image_path: image_path.into(),
         source: probe.to_path_buf(),
     }];
     let built = ufd_synthetic::build(&r.synthetic, &cache.join("wim"), &overrides)
@@ -270,7 +311,10 @@ fn provision_recipe(r: &ImageRecipe, probe: &Path, cache: &Path) -> Result<PathB
         return Ok(out);
     }
     let mut opts = ProvisionOptions::seed(&wim, &out);
-    opts.firmware = Firmware::Uefi;
+    opts.firmware = match layout {
+        Layout::Uefi => Firmware::Uefi,
+        Layout::Bios => Firmware::Bios,
+    };
     if let Some(size) = r.ufd_size {
         opts.ufd_size = size;
     }
@@ -281,34 +325,138 @@ fn provision_recipe(r: &ImageRecipe, probe: &Path, cache: &Path) -> Result<PathB
     opts.loader_guid = ufd_formats::bcd::Guid::parse(SCENARIO_LOADER_GUID);
     opts.filetime = Some(SCENARIO_FILETIME);
     ufd_provision::provision(&opts, &mut |_| {}).map_err(|e| herr("provision", e))?;
-    if r.corrupt_bcd {
-        let esp = ufd_provision::UfdLayout::of(&opts)
-            .esp_offset()
-            .ok_or_else(|| herr("corrupt BCD", "the UEFI layout has no ESP"))?;
-        if let Err(e) = corrupt_bcd(&out, esp) {
-            let _ = std::fs::remove_file(&out);
-            return Err(e);
-        }
+    if let Err(e) = damage(r, &opts, &out) {
+        let _ = std::fs::remove_file(&out);
+        return Err(e);
     }
     Ok(out)
 }
 
+/// The UFD disk signature a `wrong_disk_signature` recipe writes (the BCD keeps naming
+/// [`SCENARIO_DISK_SIGNATURE`]).
+pub const SCENARIO_WRONG_DISK_SIGNATURE: u32 = 0x5546_4439;
+
+/// Apply a recipe's post-provisioning damage to the finished image.
+fn damage(r: &ImageRecipe, opts: &ProvisionOptions, image: &Path) -> Result<(), HarnessError> {
+    let layout = ufd_provision::UfdLayout::of(opts);
+    if r.corrupt_bcd {
+        match layout.esp_offset() {
+            Some(esp) => corrupt_bcd(image, esp)?,
+            None => with_ntfs_mounted(image, layout.ntfs_offset(), |mnt| {
+                let bcd = mnt.join("Boot/BCD");
+                let mut bytes = std::fs::read(&bcd).map_err(|e| herr("read \\Boot\\BCD", e))?;
+                if bytes.len() < 8192 {
+                    return Err(herr(
+                        "corrupt BCD",
+                        format!("BCD is only {} bytes", bytes.len()),
+                    ));
+                }
+                bytes[0..4].copy_from_slice(b"XXXX");
+                bytes[0x1000..0x1004].copy_from_slice(b"XXXX");
+                std::fs::write(&bcd, &bytes).map_err(|e| herr("write \\Boot\\BCD", e))
+            })?,
+        }
+    }
+    if r.move_vhd {
+        let name = ufd_provision::VHD_NAME;
+        with_ntfs_mounted(image, layout.ntfs_offset(), |mnt| {
+            let dir = mnt.join("moved");
+            std::fs::create_dir_all(&dir).map_err(|e| herr("mkdir \\moved", e))?;
+            std::fs::rename(mnt.join(name), dir.join(name))
+                .map_err(|e| herr(&format!("move \\{name} to \\moved\\{name}"), e))
+        })?;
+    }
+    if r.break_mbr_code || r.clear_active_flag || r.wrong_disk_signature {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(image)
+            .map_err(|e| herr(&format!("open {}", image.display()), e))?;
+        let mut mbr = [0u8; 512];
+        f.read_exact_at(&mut mbr, 0)
+            .map_err(|e| herr("read the MBR", e))?;
+        if r.break_mbr_code {
+            mbr[..440].fill(0);
+        }
+        if r.clear_active_flag {
+            for i in 0..4 {
+                mbr[0x1BE + 16 * i] = 0;
+            }
+        }
+        if r.wrong_disk_signature {
+            mbr[0x1B8..0x1BC].copy_from_slice(&SCENARIO_WRONG_DISK_SIGNATURE.to_le_bytes());
+        }
+        f.write_all_at(&mbr, 0)
+            .map_err(|e| herr("write the MBR", e))?;
+        f.sync_all().map_err(|e| herr("fsync the image", e))?;
+    }
+    Ok(())
+}
+
+/// Run `f` with the image's NTFS partition at `offset` mounted read-write through a loop
+/// device and ntfs-3g (root, /dev/fuse), unmounting and detaching on every path. Only for
+/// scenario damage that must go through a real NTFS driver (moving a file); the provisioner
+/// itself never mounts.
+fn with_ntfs_mounted(
+    image: &Path,
+    offset: u64,
+    f: impl FnOnce(&Path) -> Result<(), HarnessError>,
+) -> Result<(), HarnessError> {
+    let run = |cmd: &mut Command, what: &str| -> Result<String, HarnessError> {
+        let out = cmd
+            .output()
+            .map_err(|e| herr(what, format!("{e} (needs util-linux and ntfs-3g, as root)")))?;
+        if !out.status.success() {
+            return Err(herr(what, String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let dev = run(
+        Command::new("losetup")
+            .args(["--find", "--show", "--offset", &offset.to_string()])
+            .arg(image),
+        "losetup (attach the UFD's NTFS partition)",
+    )?;
+    let detach = |dev: &str| {
+        let _ = Command::new("losetup").args(["-d", dev]).status();
+    };
+    let mnt = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            detach(&dev);
+            return Err(herr("mount point", e));
+        }
+    };
+    if let Err(e) = run(
+        Command::new("ntfs-3g").arg(&dev).arg(mnt.path()),
+        "ntfs-3g mount",
+    ) {
+        detach(&dev);
+        return Err(e);
+    }
+    let r = f(mnt.path());
+    let um = run(Command::new("umount").arg(mnt.path()), "umount");
+    detach(&dev);
+    r.and(um.map(|_| ()))
+}
+
 pub fn run(args: RunArgs) -> Result<u8, CliError> {
-    let probe = args.probe.clone();
+    let probes = Probes {
+        uefi: args.probe.clone(),
+        bios: args.bios_probe.clone(),
+    };
     let cache = args.image_cache.clone();
     std::fs::create_dir_all(&cache).map_err(|e| CliError::io(&cache, e))?;
     // Scenarios run on parallel threads; a recipe is provisioned once, under this lock.
     let built: Mutex<HashMap<String, PathBuf>> = Mutex::new(HashMap::new());
     let provider = move |r: &ImageRecipe| -> Result<PathBuf, HarnessError> {
-        let probe = probe.as_deref().ok_or_else(|| {
-            HarnessError::config("provisioning scenario images needs the guest probe: --probe FILE or UFD_PROBE_EFI (cargo xtask e2e builds it)")
-        })?;
         let mut done = built.lock().unwrap_or_else(|p| p.into_inner());
         let key = format!("{r:?}");
         if let Some(p) = done.get(&key) {
             return Ok(p.clone());
         }
-        let p = provision_recipe(r, probe, &cache)?;
+        let p = provision_recipe(r, &probes, &cache)?;
         done.insert(key, p.clone());
         Ok(p)
     };
