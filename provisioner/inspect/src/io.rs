@@ -43,8 +43,13 @@ pub struct FileDev {
 
 impl FileDev {
     pub fn open(path: &Path) -> io::Result<FileDev> {
-        let file = File::open(path)?;
-        let size = file.metadata()?.len();
+        let mut file = File::open(path)?;
+        // A block device's metadata says 0 bytes; its size is where a seek to the end lands
+        // (the same number BLKGETSIZE64 gives). Regular files answer both ways alike.
+        let size = match file.metadata()?.len() {
+            0 => std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0))?,
+            n => n,
+        };
         Ok(FileDev { file, size })
     }
 }

@@ -5,6 +5,7 @@
 //! (`ufd: FILE: what is wrong at which byte`) and a non-zero exit; usage errors exit 2.
 
 mod bcdcmd;
+mod device;
 mod fsutil;
 mod hivecmd;
 mod inspect;
@@ -48,6 +49,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Judge a block device (the target UFD) against the seed's hardware rules, from sysfs.
+    CheckDevice(device::CheckDeviceArgs),
 }
 
 /// An error for the user: one line, and the exit code to end with.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Provision(args) => provision::run(args),
         Command::Run(args) => run::run(args),
         Command::Inspect { path, json } => inspect::run(&path, json),
+        Command::CheckDevice(args) => device::check(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,8 +1,8 @@
 //! The built-in synthetic Windows-shaped images.
 //!
-//! The harness cannot ship Windows, so `ufd` carries two images that have the *shape* of a
-//! Hyper-V Server 2008 R2 / Windows Server 2008 R2 x64 `install.wim` where the provisioner
-//! looks: the SYSTEM and SOFTWARE hives, `\Windows\System32\config\BCD-Template`, the boot
+//! The harness cannot ship Windows, so `ufd` carries three images that have the *shape* of a
+//! Hyper-V Server 2008 R2 / Windows Server 2008 R2 / Hyper-V Server 2012 x64 `install.wim`
+//! where the provisioner looks: the SYSTEM and SOFTWARE hives, `\Windows\System32\config\BCD-Template`, the boot
 //! files bcdboot copies (`\Windows\Boot\PCAT\*`, `\Windows\Boot\EFI\*`, `\Windows\Boot\Fonts\*`),
 //! the OS loaders, `\Windows\Setup\State\State.ini` of a generalized image and three language
 //! folders (en-US, de-DE, ja-JP). Every executable is a *stand-in*: a file of realistic size
@@ -16,7 +16,12 @@
 //! * `common/*.reg`, `<image>/*.reg` — `.reg` fragments; a hive is built by importing the
 //!   common fragment and then the image's fragment of the same name into a new, empty hive
 //!   ([`ufd_formats::hive::regtext`]);
-//! * `<image>/image.txt` — the WIM image name and description.
+//! * `<image>/image.txt` — the WIM image name and description;
+//! * `<image>/files.txt` (optional) — manifest entries the image has in addition.
+//!
+//! `hyperv-2012` (NT 6.2.9200) is the 2008 R2 shape with 2012's identity, the USB 3.0 driver
+//! files, and, in its sources' comments, what differs from 2008 R2 in a way that matters to
+//! the procedure (with a source) and what is assumed same as 2008 R2.
 //!
 //! Pipeline: sources → [`tree`] (entries in memory) → [`stage`] (a directory with fixed
 //! timestamps) → `wimcapture` → a WIM, cached by a content hash of every input ([`build`]).
@@ -31,7 +36,7 @@ use std::process::Command;
 use ufd_formats::hive::{regtext, Editor, ListKind, NewHive, BCD_CHILD_SD, BCD_ROOT_SD};
 
 /// Names of the built-in images, in build order.
-pub const IMAGES: &[&str] = &["hyperv-2008r2", "ws2008r2"];
+pub const IMAGES: &[&str] = &["hyperv-2008r2", "ws2008r2", "hyperv-2012"];
 
 /// Bumped whenever the builder's output for the same sources changes (part of the cache key).
 pub const BUILDER_VERSION: u32 = 1;
@@ -83,6 +88,26 @@ pub const SOURCES: &[(&str, &str)] = &[
     (
         "hyperv-2008r2/image.txt",
         include_str!("../sources/hyperv-2008r2/image.txt"),
+    ),
+    (
+        "hyperv-2012/BCD-Template.reg",
+        include_str!("../sources/hyperv-2012/BCD-Template.reg"),
+    ),
+    (
+        "hyperv-2012/SOFTWARE.reg",
+        include_str!("../sources/hyperv-2012/SOFTWARE.reg"),
+    ),
+    (
+        "hyperv-2012/SYSTEM.reg",
+        include_str!("../sources/hyperv-2012/SYSTEM.reg"),
+    ),
+    (
+        "hyperv-2012/files.txt",
+        include_str!("../sources/hyperv-2012/files.txt"),
+    ),
+    (
+        "hyperv-2012/image.txt",
+        include_str!("../sources/hyperv-2012/image.txt"),
     ),
     (
         "ws2008r2/BCD-Template.reg",

@@ -83,7 +83,7 @@ fn every_source_file_is_embedded() {
 /// oracle for the hive structure we write).
 #[rstest]
 fn hives_export_through_hivex_as_modelled(
-    #[values("hyperv-2008r2", "ws2008r2")] image: &str,
+    #[values("hyperv-2008r2", "ws2008r2", "hyperv-2012")] image: &str,
     #[values(SYSTEM, SOFTWARE, BCD_TEMPLATE)] path: &str,
 ) {
     let hivexregedit = tool("hivexregedit", "libwin-hivex-perl");
@@ -105,6 +105,7 @@ fn hives_export_through_hivex_as_modelled(
 #[rstest]
 #[case("hyperv-2008r2", Some(30000), 4)]
 #[case("ws2008r2", None, 0)]
+#[case("hyperv-2012", Some(30000), 4)]
 fn system_hive_boot_settings(
     #[case] image: &str,
     #[case] poll: Option<u32>,
@@ -236,6 +237,7 @@ fn system_hive_boot_settings(
 #[rstest]
 #[case("hyperv-2008r2", "Hyper-V Server 2008 R2")]
 #[case("ws2008r2", "Windows Server 2008 R2")]
+#[case("hyperv-2012", "Hyper-V Server 2012")]
 fn bcd_template_is_a_bcd_store(#[case] image: &str, #[case] description: &str) {
     let bytes = hive_of(image, BCD_TEMPLATE);
     let hive = Hive::parse(&bytes).unwrap();
@@ -345,14 +347,27 @@ fn expected_tree(image: &str, overrides: &[Override]) -> (BTreeMap<String, Vec<u
 #[case(
     "hyperv-2008r2",
     "Hyper-V Server 2008 R2 (ufd synthetic)",
-    "ServerHyperCore"
+    "ServerHyperCore",
+    ("1", "7600")
 )]
 #[case(
     "ws2008r2",
     "Windows Server 2008 R2 SERVERSTANDARD (ufd synthetic)",
-    "ServerStandard"
+    "ServerStandard",
+    ("1", "7600")
 )]
-fn wim_builds_caches_and_applies(#[case] image: &str, #[case] name: &str, #[case] edition: &str) {
+#[case(
+    "hyperv-2012",
+    "Hyper-V Server 2012 (ufd synthetic)",
+    "ServerHyperCore",
+    ("2", "9200")
+)]
+fn wim_builds_caches_and_applies(
+    #[case] image: &str,
+    #[case] name: &str,
+    #[case] edition: &str,
+    #[case] (minor, build_number): (&str, &str),
+) {
     let out = tempfile::tempdir().unwrap();
     let built = build(image, out.path(), &[]).unwrap();
     assert!(built.rebuilt);
@@ -384,8 +399,8 @@ fn wim_builds_caches_and_applies(#[case] image: &str, #[case] name: &str, #[case
     assert_eq!(info["Edition ID"], edition);
     assert_eq!(info["Product Type"], "ServerNT");
     assert_eq!(info["Major Version"], "6");
-    assert_eq!(info["Minor Version"], "1");
-    assert_eq!(info["Build"], "7600");
+    assert_eq!(info["Minor Version"], minor);
+    assert_eq!(info["Build"], build_number);
     assert_eq!(info["Default Language"], "en-US");
     assert_eq!(info["Languages"], "de-DE en-US ja-JP");
     assert_eq!(info["System Root"], "WINDOWS");
@@ -533,4 +548,82 @@ fn captures_are_reproducible_except_guid_and_capture_time() {
         m
     };
     assert_eq!(info(&wa), info(&wb));
+}
+
+/// Hyper-V Server 2012 (NT 6.2.9200): wimlib reads its identity from the hives (name,
+/// description, product, version); it carries the 2008 R2 boot settings (assumed same), paging
+/// still enabled for step 6 to clear, and the USB 3.0 driver files new in Windows 8. Applied
+/// into an NTFS volume made by mkntfs and read back with ntfs-3g and hivex.
+#[test]
+fn hyperv_2012_is_nt_6_2_with_the_2008r2_boot_settings() {
+    let mkntfs = tool("mkntfs", "ntfs-3g");
+    let ntfscat = tool("ntfscat", "ntfs-3g");
+    let hivexget = tool("hivexget", "libhivex-bin");
+    let out = tempfile::tempdir().unwrap();
+    let built = build("hyperv-2012", out.path(), &[]).unwrap();
+    let info = wiminfo(&built.wim);
+    assert_eq!(info["Name"], "Hyper-V Server 2012 (ufd synthetic)");
+    assert!(
+        info["Description"]
+            .starts_with("Synthetic Windows-shaped image: Hyper-V Server 2012 x64, NT 6.2.9200"),
+        "{info:?}"
+    );
+    assert_eq!(info["Product Name"], "Hyper-V Server 2012");
+    assert_eq!(info["Installation Type"], "Server Core");
+    assert_eq!(
+        (
+            info["Major Version"].as_str(),
+            info["Minor Version"].as_str(),
+            info["Build"].as_str()
+        ),
+        ("6", "2", "9200")
+    );
+    assert_eq!(info["Languages"], "de-DE en-US ja-JP");
+
+    let vol = out.path().join("ntfs.img");
+    fs::File::create(&vol).unwrap().set_len(64 << 20).unwrap();
+    run(Command::new(mkntfs)
+        .args(["-F", "-Q", "-L", "hyperV"])
+        .arg(&vol));
+    run(Command::new(tool("wimapply", "wimtools"))
+        .arg(&built.wim)
+        .arg("1")
+        .arg(&vol));
+    let (want, _) = expected_tree("hyperv-2012", &[]);
+    for p in [
+        "Windows/System32/winload.exe",
+        "Windows/System32/winload.efi",
+        "Windows/Boot/PCAT/bootmgr",
+        "Windows/Boot/EFI/bootmgfw.efi",
+        "Windows/System32/config/BCD-Template",
+        "Windows/System32/drivers/USBXHCI.SYS",
+        "Windows/System32/drivers/UCX01000.SYS",
+        "Windows/System32/drivers/USBHUB3.SYS",
+    ] {
+        let o = Command::new(&ntfscat).arg(&vol).arg(p).output().unwrap();
+        assert!(
+            o.status.success(),
+            "ntfscat {p}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.stdout == want[p], "{p} differs in the NTFS volume");
+    }
+    // The SYSTEM hive as applied: paging enabled (step 6 has something to do), the seed's
+    // boot-partition timeout.
+    let sys = Command::new(&ntfscat)
+        .arg(&vol)
+        .arg("Windows/System32/config/SYSTEM")
+        .output()
+        .unwrap();
+    assert!(sys.status.success());
+    let f = out.path().join("SYSTEM");
+    fs::write(&f, &sys.stdout).unwrap();
+    let mm = "\\ControlSet001\\Control\\Session Manager\\Memory Management";
+    let paging = run(Command::new(&hivexget).arg(&f).arg(mm).arg("PagingFiles"));
+    assert_eq!(paging.trim(), "?:\\pagefile.sys");
+    let poll = run(Command::new(&hivexget)
+        .arg(&f)
+        .arg("\\ControlSet001\\Control\\PnP")
+        .arg("PollBootPartitionTimeout"));
+    assert_eq!(poll.trim(), "30000");
 }
