@@ -59,6 +59,21 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "language-pack filtering applies a filtered WIM through libwim (read-only)",
     ),
     (
+        "partx",
+        "util-linux",
+        "loop devices: partitions of an attached image (ufd provision --loop, tests)",
+    ),
+    (
+        "mount",
+        "mount",
+        "tests that refuse a mounted device; moving the VHD in a scenario image (ntfs-3g)",
+    ),
+    (
+        "mkfs.ext4",
+        "e2fsprogs",
+        "tests: a mounted ext4 partition on a loop device must be refused",
+    ),
+    (
         "qemu-system-x86_64",
         "qemu-system-x86",
         "booting images under SeaBIOS/OVMF (boot-code proof, harness)",
@@ -118,15 +133,13 @@ fn ensure_rust() -> Result<(), String> {
         .args(["target", "list", "--installed"])
         .output()
         .map_err(|e| format!("rustup: {e}"))?;
-    if !String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == "x86_64-unknown-uefi")
-    {
-        Step::new("rustup target add x86_64-unknown-uefi").run(Command::new("rustup").args([
-            "target",
-            "add",
-            "x86_64-unknown-uefi",
-        ]))?;
+    let installed = String::from_utf8_lossy(&installed.stdout).into_owned();
+    // The UEFI guest probe, and the BIOS stand-in for bootmgr (bare metal, long mode).
+    for target in ["x86_64-unknown-uefi", "x86_64-unknown-none"] {
+        if !installed.lines().any(|l| l.trim() == target) {
+            Step::new(&format!("rustup target add {target}"))
+                .run(Command::new("rustup").args(["target", "add", target]))?;
+        }
     }
     let comps = Command::new("rustup")
         .args(["component", "list", "--installed"])

@@ -15,6 +15,7 @@
 //! cargo xtask bench [ARGS]     speed goals as ratios against baselines measured in the same run
 //!                              (ARGS go to ufd-bench, e.g. --only hive|provision|boot)
 //! ```
+mod biosprobe;
 mod deps;
 mod images;
 mod snapshot;
@@ -146,13 +147,23 @@ fn demo() -> Result<(), String> {
     let out = root.join("target/demo");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     Step::new("build ufd").run(cargo(&root).args(["build", "--release", "-p", "ufd"]))?;
-    let ufd = root.join("target/release/ufd");
+    let ufd = release_ufd(&root);
+    // The built-in synthetic image carries text stand-ins for the boot managers; the demo puts
+    // the guest probes in their place (UFD_SYNTHETIC_OVERRIDES), so the image it provisions is
+    // the image it boots.
+    let bios_probe = biosprobe::build_bios_probe(&root)?;
+    let overrides = out.join("overrides");
+    let pcat = overrides.join("Windows/Boot/PCAT");
+    std::fs::create_dir_all(&pcat).map_err(|e| format!("{}: {e}", pcat.display()))?;
+    std::fs::copy(&bios_probe, pcat.join("bootmgr"))
+        .map_err(|e| format!("{}: {e}", pcat.display()))?;
     let image = out.join("ufd.img");
     Step::new(
-        "ufd provision (the seed's steps 1-7 from the built-in synthetic Hyper-V Server image)",
+        "ufd provision (the seed's steps 1-7, BIOS layout, from the built-in synthetic Hyper-V Server image)",
     )
     .run(
         std::process::Command::new(&ufd)
+            .env("UFD_SYNTHETIC_OVERRIDES", &overrides)
             .arg("provision")
             .arg("--out")
             .arg(&image)
@@ -160,23 +171,21 @@ fn demo() -> Result<(), String> {
     )?;
     Step::new("ufd inspect (the UFD image, read back as firmware and Windows would)")
         .run(std::process::Command::new(&ufd).arg("inspect").arg(&image))?;
-    // The boot check: the same procedure in its UEFI layout, with the guest probe standing in
-    // for Windows Boot Manager, booted by OVMF from an emulated non-removable USB 2.0 stick.
-    // (The seed's BIOS path under SeaBIOS needs the BIOS stand-in for bootmgr: issue #5.)
-    let probe = build_probe(&root)?;
-    Step::new("ufd run scenarios/conformant.toml (boot check in QEMU: OVMF, EHCI, usb-storage)")
-        .run(
-            std::process::Command::new(&ufd)
-                .current_dir(&root)
-                .arg("run")
-                .arg("scenarios/conformant.toml")
-                .arg("--probe")
-                .arg(&probe)
-                .arg("--image-cache")
-                .arg(out.join("images"))
-                .arg("--artifacts")
-                .arg(out.join("artifacts")),
-        )?;
+    // The boot check of that very image: SeaBIOS boots the stick's MBR, our NTFS boot record
+    // loads \bootmgr (the BIOS stand-in), which walks \Boot\BCD to the VHD's SYSTEM hive.
+    Step::new(
+        "ufd run scenarios/bios-conformant.toml --image (boot check in QEMU: SeaBIOS, EHCI, usb-storage)",
+    )
+    .run(
+        std::process::Command::new(&ufd)
+            .current_dir(&root)
+            .arg("run")
+            .arg("scenarios/bios-conformant.toml")
+            .arg("--image")
+            .arg(&image)
+            .arg("--artifacts")
+            .arg(out.join("artifacts")),
+    )?;
     Ok(())
 }
 
@@ -262,6 +271,7 @@ fn e2e() -> Result<(), String> {
     deps::ensure_all()?;
     let root = workspace_root();
     let probe = build_probe(&root)?;
+    let bios_probe = biosprobe::build_bios_probe(&root)?;
     Step::new("build ufd").run(cargo(&root).args(["build", "--release", "-p", "ufd"]))?;
     let out = root.join("target/e2e");
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -272,6 +282,8 @@ fn e2e() -> Result<(), String> {
             .arg("scenarios")
             .arg("--probe")
             .arg(&probe)
+            .arg("--bios-probe")
+            .arg(&bios_probe)
             .arg("--jobs")
             .arg("2")
             .arg("--image-cache")
