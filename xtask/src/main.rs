@@ -84,10 +84,13 @@ fn ci() -> Result<(), String> {
         "x86_64-unknown-uefi",
     ]))?;
 
-    // The guest probe is outside the host workspace (it only builds for UEFI): check it too.
+    // The guest probes are outside the host workspace (they only build for UEFI / bare
+    // metal): check them too.
     let probe = root.join("vm-images/probe/Cargo.toml");
+    let bios_probe = root.join("vm-images/bios-probe/Cargo.toml");
     for (what, manifest) in [
         ("UEFI guest probe", &probe),
+        ("BIOS stand-in for bootmgr", &bios_probe),
         (
             "fuzz targets",
             &root.join("provisioner/formats/fuzz/Cargo.toml"),
@@ -115,7 +118,26 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]))?;
 
+    Step::new("clippy of the BIOS stand-in for bootmgr").run(cargo(&root).args([
+        "clippy",
+        "--manifest-path",
+        bios_probe.to_str().unwrap_or_default(),
+        "--target",
+        "x86_64-unknown-none",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    // Tests that boot the guest programs take them from the environment instead of each
+    // building them from cold.
+    let uefi_probe = build_probe(&root)?;
+    let bios_stand_in = biosprobe::build_bios_probe(&root)?;
     let mut nextest = cargo(&root);
+    nextest
+        .env("UFD_PROBE_EFI", &uefi_probe)
+        .env("UFD_BIOS_PROBE", &bios_stand_in);
     nextest.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     if !fixtures_present() {
         // Never pass silently: name every test that is skipped, and why.

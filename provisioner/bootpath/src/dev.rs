@@ -1,6 +1,6 @@
 //! Layered, bounded, positioned reads: the disk (any [`ReadAt`]), a partition (a byte range of
-//! it), a file inside NTFS (its data runs), a partition inside that file, and bytes held in
-//! memory. Every layer is a [`Dev`]; [`Stream`] turns one into the `Read + Seek` the `ntfs`
+//! it), a file inside NTFS (its data runs), the virtual disk inside a VHDX file ([`VhdxDisk`]),
+//! a partition inside that, and bytes held in memory. Every layer is a [`Dev`]; [`Stream`] turns one into the `Read + Seek` the `ntfs`
 //! crate reads through. Nothing here reads more than the caller asks for, so a 16 GB disk
 //! costs only the sectors the walk looks at.
 
@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::fmt::Display;
 
 use ufd_formats::bytes::ReadAt;
+use ufd_formats::vhdx::{Mapping, Vhdx};
 
 /// A read-only byte device. Errors are one-line texts naming the layer and the offset.
 pub trait Dev {
@@ -163,6 +164,54 @@ impl Dev for Runs<'_> {
             match run.physical {
                 Some(p) => self.volume.read_at(p + within, part)?,
                 None => part.fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The virtual disk inside a VHDX file: reads go through [`Vhdx::map`] to the file's payload
+/// blocks (the file itself is any [`Dev`], e.g. [`Runs`] on the host NTFS volume); blocks the
+/// file does not hold (ZERO, NOT_PRESENT, UNDEFINED, UNMAPPED) read as zeros, as Hyper-V and
+/// qemu return them. The boot path only walks fixed VHDX files, where every block is in the
+/// file, but the adapter reads any non-differencing one.
+pub struct VhdxDisk<'a> {
+    file: &'a mut dyn Dev,
+    vhdx: Vhdx,
+}
+
+impl<'a> VhdxDisk<'a> {
+    /// `vhdx` as opened from `file` ([`Vhdx::open`]).
+    pub fn new(file: &'a mut dyn Dev, vhdx: Vhdx) -> Self {
+        VhdxDisk { file, vhdx }
+    }
+    /// The parsed VHDX.
+    pub fn vhdx(&self) -> &Vhdx {
+        &self.vhdx
+    }
+}
+
+impl Dev for VhdxDisk<'_> {
+    fn size(&self) -> u64 {
+        self.vhdx.virtual_size()
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        check("VHDX virtual disk", offset, buf.len(), self.size())?;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let m = self.vhdx.map(pos).map_err(|e| e.to_string())?;
+            let n = usize::try_from(m.len())
+                .unwrap_or(usize::MAX)
+                .min(buf.len() - done);
+            let part = &mut buf[done..done + n];
+            match m {
+                Mapping::File { offset: at, .. } => self
+                    .file
+                    .read_at(at, part)
+                    .map_err(|e| format!("VHDX virtual byte {pos} (file byte {at}): {e}"))?,
+                Mapping::Zero { .. } | Mapping::NotPresent { .. } => part.fill(0),
             }
             done += n;
         }

@@ -29,6 +29,7 @@ pub mod fat;
 pub mod guest;
 pub mod json;
 pub mod ntfsvol;
+pub mod report;
 pub mod walk;
 
 pub use walk::{walk, BootPath, Hop, Options, Status};

@@ -5,6 +5,13 @@
 //! fixed-VHD footer → inner MBR → inner NTFS → the loader's `path` (winload) exists → SYSTEM
 //! hive → `Select\Default` → the values the kernel and the OEM rules care about.
 //!
+//! VHDX (Hyper-V Server 2012, issue #7): when the loader's file is named `*.vhdx` or starts
+//! with `vhdxfile`, the `vhd-footer` hop opens it with [`ufd_formats::vhdx::Vhdx`] instead
+//! (file identifier, current header, region table, metadata, BAT) and requires it fixed; a
+//! dynamic, dirty-log, differencing or truncated VHDX fails that hop with the refusal's name
+//! (`not-fixed`, `dirty-log`, `differencing`, `truncated`) first in the evidence. The inner
+//! hops then read the virtual disk through the BAT ([`crate::dev::VhdxDisk`]), unchanged.
+//!
 //! Every hop becomes a [`Hop`] with a status and evidence; the walk stops at the first hop it
 //! cannot get past and marks the rest "not reached". Bad bytes anywhere are a failed hop,
 //! never a panic. The same record comes out on the host (tests, `ufd inspect`-like tools)
@@ -27,9 +34,10 @@ use ufd_formats::bcd::{
 use ufd_formats::hive::Hive;
 use ufd_formats::mbr::{Mbr, PartitionEntry};
 use ufd_formats::policy::{self, Outcome, Verdict};
-use ufd_formats::vhd::{read_footer, DiskType, Footer};
+use ufd_formats::vhd::{read_footer, DiskType, Footer, ReadError};
+use ufd_formats::vhdx::{Refusal, Vhdx};
 
-use crate::dev::{read_vec, Dev, Runs, Slice};
+use crate::dev::{read_vec, Dev, Runs, Slice, VhdxDisk};
 use crate::fat::Fat;
 use crate::ntfsvol::{Volume, ATTR_IS_COMPRESSED, ATTR_IS_ENCRYPTED, ATTR_IS_SPARSE};
 
@@ -138,6 +146,8 @@ pub struct BootPath {
     /// The VHD file's data size, when it exists on the host partition.
     pub vhd_file_size: Option<u64>,
     pub vhd_footer: Option<Footer>,
+    /// The VHDX, when the loader's file is one (then `vhd_footer` is `None`).
+    pub vhdx: Option<Vhdx>,
     pub system: Option<SystemValues>,
     pub hops: Vec<Hop>,
     pub verdicts: Vec<Verdict>,
@@ -490,7 +500,37 @@ fn walk_disk(w: &mut Walker<'_>, disk: &mut dyn Dev) {
     }
     let size = data.size;
     let mut vhd = Runs::new(vol.dev(), data.runs, size);
-    // 8. footer
+    // 8. VHDX: headers, region table, metadata and BAT; the virtual disk through the BAT.
+    if let Some(renamed) = is_vhdx(file, &mut vhd) {
+        let x = match Vhdx::open(&mut DevReader(&mut vhd)) {
+            Ok(x) => x,
+            Err(e) => return w.fail("vhd-footer", vhdx_refusal(file, &e)),
+        };
+        w.out.vhdx = Some(x.clone());
+        if let Err(e) = x.require_fixed() {
+            return w.fail(
+                "vhd-footer",
+                format!("{file}: {}: {e}", Refusal::NotFixed.name()),
+            );
+        }
+        w.ok(
+            "vhd-footer",
+            format!(
+                "{}; {}; payload in {} file extent(s){}",
+                x.short(),
+                x.header_info().other_text(),
+                x.file_extents,
+                if renamed {
+                    "; NOTE: the file name does not end in .vhdx (Windows picks the format by extension [reconstructed])"
+                } else {
+                    ""
+                }
+            ),
+        );
+        let mut inner = VhdxDisk::new(&mut vhd, x);
+        return walk_inner(w, &mut inner, &path);
+    }
+    // 8. VHD footer
     let footer = match read_footer(&mut DevReader(&mut vhd)) {
         Ok(f) => f,
         Err(e) => return w.fail("vhd-footer", format!("{file}: {e}")),
@@ -509,10 +549,44 @@ fn walk_disk(w: &mut Walker<'_>, disk: &mut dyn Dev) {
     if footer.disk_type != DiskType::Fixed {
         return;
     }
-    // 9. inner MBR
     let mut inner = Slice::new(&mut vhd, 0, footer.current_size);
-    let imbr = match read_vec(&mut inner, 0, 512)
-        .and_then(|s| Mbr::parse(&s).map_err(|e| e.to_string()))
+    walk_inner(w, &mut inner, &path);
+}
+
+/// Is the loader's file a VHDX? `Some(false)`: named `*.vhdx`; `Some(true)`: another name but
+/// it starts with `vhdxfile` (MS-VHDX §2.2.1); `None`: treat it as a VHD.
+fn is_vhdx(file: &str, vhd: &mut dyn Dev) -> Option<bool> {
+    let named = file
+        .len()
+        .checked_sub(5)
+        .and_then(|i| file.get(i..))
+        .is_some_and(|ext| ext.eq_ignore_ascii_case(".vhdx"));
+    if named {
+        return Some(false);
+    }
+    let mut sig = [0u8; 8];
+    let signed = vhd.size() >= 8
+        && vhd.read_at(0, &mut sig).is_ok()
+        && &sig == ufd_formats::vhdx::FILE_SIGNATURE;
+    signed.then_some(true)
+}
+
+/// The `vhd-footer` evidence for a VHDX that cannot be opened: the refusal's name
+/// (`dirty-log`, `differencing`, `truncated`) first when it is one of those.
+fn vhdx_refusal(file: &str, e: &ReadError<String>) -> String {
+    match e {
+        ReadError::Format(f) => match Refusal::of(f) {
+            Some(r) => format!("{file}: {}: {f}", r.name()),
+            None => format!("{file}: {f}"),
+        },
+        ReadError::Io(io) => format!("{file}: I/O error: {io}"),
+    }
+}
+
+/// Hops 9–14, inside the virtual disk (a fixed VHD's data or a fixed VHDX's payload).
+fn walk_inner(w: &mut Walker<'_>, inner: &mut dyn Dev, path: &str) {
+    // 9. inner MBR
+    let imbr = match read_vec(inner, 0, 512).and_then(|s| Mbr::parse(&s).map_err(|e| e.to_string()))
     {
         Ok(m) => m,
         Err(e) => return w.fail("inner-mbr", format!("VHD LBA 0: {e}")),
@@ -548,7 +622,7 @@ fn walk_disk(w: &mut Walker<'_>, disk: &mut dyn Dev) {
     );
     // 10. inner NTFS
     let mut ipart = Slice::new(
-        &mut inner,
+        inner,
         u64::from(ip.lba_start) * 512,
         u64::from(ip.sector_count) * 512,
     );
@@ -566,7 +640,7 @@ fn walk_disk(w: &mut Walker<'_>, disk: &mut dyn Dev) {
         ),
     );
     // 11. winload
-    match ivol.stat(&path) {
+    match ivol.stat(path) {
         Ok(Some(false)) => w.ok("winload", format!("{path} exists")),
         Ok(Some(true)) => return w.fail("winload", format!("{path} is a directory")),
         Ok(None) => return w.fail("winload", format!("{path} does not exist in the VHD")),
@@ -764,12 +838,16 @@ fn judge(w: &mut Walker<'_>) {
         ),
     };
     w.out.verdicts.push(vhd);
-    if let Some(f) = &w.out.vhd_footer {
-        w.out.verdicts.push(policy::judge_wear_reserve(
-            f.current_size,
-            w.out.disk_size,
-            &vsrc,
-        ));
+    // The virtual size, as for a VHD (a fixed VHDX file is that plus about 8 MiB of headers).
+    let vsize = match (&w.out.vhd_footer, &w.out.vhdx) {
+        (Some(f), _) => Some(f.current_size),
+        (None, Some(x)) => Some(x.virtual_size()),
+        (None, None) => None,
+    };
+    if let Some(size) = vsize {
+        w.out
+            .verdicts
+            .push(policy::judge_wear_reserve(size, w.out.disk_size, &vsrc));
     }
     // SYSTEM hive rules.
     let ssrc = w.src(&format!("VHD {SYSTEM_HIVE_PATH}"));

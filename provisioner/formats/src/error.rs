@@ -14,6 +14,8 @@ use core::fmt;
 pub enum Format {
     Mbr,
     Vhd,
+    /// VHDX (MS-VHDX v1.0): headers, region tables, metadata, BAT.
+    Vhdx,
     Hive,
     Bcd,
     /// `.reg` text ("Windows Registry Editor Version 5.00"); offsets are byte offsets in the text.
@@ -28,6 +30,7 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::Mbr => "MBR",
             Format::Vhd => "VHD",
+            Format::Vhdx => "VHDX",
             Format::Hive => "hive",
             Format::Bcd => "BCD",
             Format::RegText => ".reg",

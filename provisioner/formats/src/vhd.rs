@@ -45,7 +45,7 @@
 //!   tool) holds a footer dated 2011-08-16 (Windows 7 SP1 era) with `win `/0x00060001/`Wi2k`,
 //!   original = current = 3 GiB, geometry 6241/16/63 and a valid checksum; this module
 //!   reproduces all of its bytes from those inputs (test `windows_made_footer_is_reproduced`).
-//!   That is one secondary source [S], not a footer we made on Windows ourselves.
+//!   That is one secondary source \[S\], not a footer we made on Windows ourselves.
 //!
 //! Why `win ` matters: qemu (≥ 2.x, `block/vpc.c`) sizes images whose creator is `win `,
 //! `qem2`, `d2v `, `CTXS` or `tap\0` by `current_size`, and every other image by CHS
@@ -172,7 +172,7 @@ pub struct Creator {
 
 impl Creator {
     /// Windows 7 / Server 2008 R2 virtual-disk service: `win `, 6.1, `Wi2k` (see module docs
-    /// for the evidence; the version is from one Windows-made footer [S]). The default for
+    /// for the evidence; the version is from one Windows-made footer \[S\]). The default for
     /// footers written by this project: qemu and Windows both size `win ` images by
     /// `current_size`.
     pub const WINDOWS: Creator = Creator {

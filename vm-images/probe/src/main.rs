@@ -57,12 +57,9 @@ use uefi::runtime::ResetType;
 
 use ufd_bootpath::guest::{self, CpuFacts, HostController, UsbFacts};
 use ufd_bootpath::json::{hop_line, verdict_line, Obj};
-use ufd_bootpath::walk::{walk, BootPath, Options, Status as HopStatus};
+use ufd_bootpath::report::{self, PREFIX};
+use ufd_bootpath::walk::{walk, BootPath, Options};
 use ufd_formats::bytes::ReadAt;
-use ufd_formats::policy::{self, Outcome};
-
-/// Every report line starts with this.
-const PREFIX: &str = "UFDPROBE ";
 /// Poll period of the kernel-phase wait (the firmware's USB root hub is polled every 100 ms).
 const POLL_MS: u64 = 100;
 
@@ -119,56 +116,22 @@ impl Clock {
 // ---------------------------------------------------------------------------------------------
 // platform
 
-fn cpuid(leaf: u32) -> core::arch::x86_64::CpuidResult {
+fn cpuid(leaf: u32) -> [u32; 4] {
     #[allow(unused_unsafe)]
     // SAFETY: CPUID is available on every x86_64 processor.
-    unsafe {
-        core::arch::x86_64::__cpuid_count(leaf, 0)
-    }
+    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, 0) };
+    [r.eax, r.ebx, r.ecx, r.edx]
 }
 
-fn regs_text(regs: &[u32]) -> String {
-    regs.iter()
-        .flat_map(|r| r.to_le_bytes())
-        .filter(|b| *b != 0)
-        .map(char::from)
-        .collect()
-}
-
+/// CPUID decoded by the shared `ufd_bootpath::report::cpu_facts`, with EFER as the firmware
+/// left it (EFER exists on every long-mode processor, and we run in long mode).
 fn cpu_facts() -> CpuFacts {
-    let l0 = cpuid(0);
-    let l1 = cpuid(1);
-    let max_ext = cpuid(0x8000_0000).eax;
-    let e1 = if max_ext >= 0x8000_0001 {
-        cpuid(0x8000_0001)
-    } else {
-        cpuid(0)
-    };
-    let hv = l1.ecx & (1 << 31) != 0;
-    let hypervisor = hv.then(|| {
-        let h = cpuid(0x4000_0000);
-        regs_text(&[h.ebx, h.ecx, h.edx])
-    });
-    let long_mode = max_ext >= 0x8000_0001 && e1.edx & (1 << 29) != 0;
-    // EFER exists on every long-mode processor (we run in long mode).
-    let (lo, _hi): (u32, u32);
+    let (lo, hi): (u32, u32);
     // SAFETY: RDMSR of IA32_EFER (0xC0000080) is defined in long mode.
     unsafe {
-        core::arch::asm!("rdmsr", in("ecx") 0xC000_0080u32, out("eax") lo, out("edx") _hi, options(nomem, nostack))
+        core::arch::asm!("rdmsr", in("ecx") 0xC000_0080u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
     };
-    CpuFacts {
-        long_mode,
-        nx: max_ext >= 0x8000_0001 && e1.edx & (1 << 20) != 0,
-        efer_nxe: Some(lo & (1 << 11) != 0),
-        vmx: l1.ecx & (1 << 5) != 0,
-        svm: max_ext >= 0x8000_0001 && e1.ecx & (1 << 2) != 0,
-        // IA32_FEATURE_CONTROL / VM_CR are not read: a #GP on a CPU or hypervisor without
-        // them would kill the probe (TCG, PVM). The VT verdict says so.
-        feature_control: None,
-        vm_cr: None,
-        vendor: regs_text(&[l0.ebx, l0.edx, l0.ecx]),
-        hypervisor,
-    }
+    report::cpu_facts(&cpuid, Some(u64::from(lo) | (u64::from(hi) << 32)))
 }
 
 fn platform(c: &CpuFacts) {
@@ -185,15 +148,7 @@ fn platform(c: &CpuFacts) {
     }
     let rev = uefi::system::uefi_revision();
     emit(
-        &Obj::new()
-            .str("event", "platform")
-            .str("cpu_vendor", &c.vendor)
-            .opt_str("hypervisor", c.hypervisor.as_deref())
-            .bool("long_mode", c.long_mode)
-            .bool("nx", c.nx)
-            .bool("efer_nxe", c.efer_nxe.unwrap_or(false))
-            .bool("vmx", c.vmx)
-            .bool("svm", c.svm)
+        &report::platform_cpu(Obj::new().str("event", "platform"), c)
             .str(
                 "firmware_vendor",
                 &uefi::system::firmware_vendor().to_string(),
@@ -566,9 +521,6 @@ fn boot_device() -> BootDevice {
 // ---------------------------------------------------------------------------------------------
 // the kernel phase
 
-/// Where the wait comes from when the hive has no PollBootPartitionTimeout.
-const DEFAULT_WAIT_SOURCE: &str = "PollBootPartitionTimeout absent: ufd_formats::policy::effective_boot_device_wait_ms (nt!PnpBootDeviceWait, Windows 10/11 disassembly; Windows 7 unverified) = no wait";
-
 /// Time between the hand-off record and the first poll. It stands for the kernel's start-up
 /// before its boot-device wait, when the USB stack re-enumerates the stick; the harness
 /// unplugs the stick on the hand-off record (late-surfacing scenarios), and OVMF removes the
@@ -577,28 +529,9 @@ const HANDOFF_SETTLE_MS: u64 = 1500;
 
 /// The kernel's wait for the boot disk: returns the boot outcome (`boots`, `bugcheck 0x7B`).
 fn kernel_phase(path: &BootPath, sig: u32, clock: &Clock) -> &'static str {
-    let value = path
-        .system
-        .as_ref()
-        .and_then(|s| s.poll_boot_partition_timeout);
-    let wait = policy::effective_boot_device_wait_ms(value);
-    let source = match value {
-        Some(v) => format!(
-            "SYSTEM {}\\Control\\PnP\\PollBootPartitionTimeout = {v} ms (effective {wait} ms)",
-            path.system.as_ref().map_or("", |s| s.control_set.as_str())
-        ),
-        None => DEFAULT_WAIT_SOURCE.to_string(),
-    };
-    emit(
-        &Obj::new()
-            .str("event", "handoff")
-            .str("to", "kernel")
-            .str("wait_for_signature", &format!("{sig:#010x}"))
-            .num("timeout_ms", wait)
-            .str("timeout_source", &source)
-            .num("settle_ms", HANDOFF_SETTLE_MS)
-            .finish(),
-    );
+    let kw = report::kernel_wait(path);
+    let wait = kw.wait_ms;
+    emit(&report::handoff_kernel(sig, &kw, HANDOFF_SETTLE_MS).finish());
     boot::stall(Duration::from_millis(HANDOFF_SETTLE_MS));
     let start = clock.ms();
     // handle -> signature, for handles seen in an earlier poll (read once, never re-read)
@@ -616,33 +549,14 @@ fn kernel_phase(path: &BootPath, sig: u32, clock: &Clock) -> &'static str {
             seen.insert(key, s);
             if s == Some(sig) {
                 let after = clock.ms() - start;
-                emit(
-                    &Obj::new()
-                        .str("event", "kernel")
-                        .str("phase", "surfaced")
-                        .num("after_ms", after)
-                        .str("text", &format!("surfaced after {after} ms"))
-                        .str("path", &path_text(*h).unwrap_or_default())
-                        .finish(),
-                );
-                return "boots";
+                emit(&report::kernel_surfaced(after, &path_text(*h).unwrap_or_default()).finish());
+                return report::OUTCOME_BOOTS;
             }
         }
         let elapsed = clock.ms() - start;
         if elapsed >= u64::from(wait) {
-            emit(
-                &Obj::new()
-                    .str("event", "kernel")
-                    .str("phase", "stop")
-                    .str("code", "0x0000007B")
-                    .str(
-                        "text",
-                        &format!("STOP 0x0000007B INACCESSIBLE_BOOT_DEVICE after {elapsed} ms"),
-                    )
-                    .num("after_ms", elapsed)
-                    .finish(),
-            );
-            return "bugcheck 0x7B";
+            emit(&report::kernel_stop(elapsed).finish());
+            return report::OUTCOME_BUGCHECK_7B;
         }
         boot::stall(Duration::from_millis(
             POLL_MS.min(u64::from(wait) - elapsed).max(1),
@@ -697,66 +611,37 @@ fn main() -> Status {
     // Policy: the device and CPU rules, then the image rules the walk judged.
     let src = "guest UEFI";
     let usb_src = format!("guest UEFI {}", bd.usb.path);
-    let mut verdicts = vec![
+    let device = vec![
         guest::judge_removable(&bd.usb, &format!("{usb_src} BlockIo")),
         guest::judge_usb2(&bd.usb, &format!("{usb_src} UsbIo device descriptor")),
         guest::judge_msc_class(&bd.usb, &format!("{usb_src} UsbIo interface descriptor")),
         guest::judge_nested_hub(&bd.usb, &format!("{usb_src} device path")),
         guest::judge_dedicated(&bd.usb, &format!("{usb_src} UsbIo handles")),
         guest::judge_usb_boot(&bd.usb, &format!("{usb_src} LoadedImage")),
-        guest::judge_x64(&cpu, &format!("{src} CPUID")),
-        guest::judge_nx(&cpu, &format!("{src} CPUID + EFER")),
-        guest::judge_vt(
-            &cpu,
-            &format!("{src} CPUID (FEATURE_CONTROL/VM_CR not read)"),
-        ),
-    ];
-    verdicts.extend(path.verdicts.iter().cloned());
-    verdicts.sort_by_key(|v| policy::RULES.iter().position(|r| r.id == v.rule));
+    ]
+    .into_iter()
+    .chain(report::cpu_verdicts(&cpu, src))
+    .collect();
+    let verdicts = report::all_verdicts(device, &path);
     for v in &verdicts {
         emit(&verdict_line(v));
     }
 
     // Boot manager and winload stop at the first hop they cannot pass (an error screen, no
     // kernel); a sparse VHD is refused too. Only a complete path reaches the kernel.
-    let failed = path.hops.iter().find(|h| h.status == HopStatus::Fail);
-    let outcome = match (failed, path.loader_disk_signature) {
-        (None, Some(sig)) => kernel_phase(&path, sig, &clock),
-        (f, _) => {
-            let (hop, why) = f.map_or(("loader-device", "no boot disk signature"), |h| {
-                (h.step, h.evidence.as_str())
-            });
-            emit(
-                &Obj::new()
-                    .str("event", "refused")
-                    .str("hop", hop)
-                    .str("evidence", why)
-                    .finish(),
-            );
-            "refused"
+    let outcome = match report::kernel_or_refusal(&path) {
+        Ok(sig) => kernel_phase(&path, sig, &clock),
+        Err((hop, why)) => {
+            emit(&report::refused_line(hop, &why));
+            report::OUTCOME_REFUSED
         }
     };
-
-    let count = |o: Outcome| verdicts.iter().filter(|v| v.outcome == o).count() as u64;
-    emit(
-        &Obj::new()
-            .str("event", "done")
-            .str("outcome", outcome)
-            .num(
-                "hops_ok",
-                path.hops
-                    .iter()
-                    .filter(|h| h.status == HopStatus::Ok)
-                    .count() as u64,
-            )
-            .num("hops", path.hops.len() as u64)
-            .num("pass", count(Outcome::Pass))
-            .num("fail", count(Outcome::Fail))
-            .num("warn", count(Outcome::Warn))
-            .num("not_judged", count(Outcome::NotJudged))
-            .num("walk_ms", walk_ms)
-            .num("total_ms", clock.ms())
-            .finish(),
-    );
+    emit(&report::done_line(
+        outcome,
+        &path,
+        &verdicts,
+        walk_ms,
+        clock.ms(),
+    ));
     uefi::runtime::reset(ResetType::SHUTDOWN, Status::SUCCESS, None)
 }
