@@ -11,6 +11,7 @@ mod hivecmd;
 mod inspect;
 mod provision;
 mod run;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -2,11 +2,19 @@
 //!
 //! Prints one line per step (seed step, seconds, bytes written) and the warnings, or the whole
 //! report as JSON with `--json`. Errors are one line; policy errors name the rule ID.
+//!
+//! `--plan` prints the seed's Windows procedure for the same options instead
+//! (`ufd_provision::plan`: diskpart scripts, imagex, bootsect, bcdboot, reg, with the sizes,
+//! drive letters and file names the options give; `--json` for JSON) and exits 0 having
+//! written nothing: the built-in synthetic image is not built, the WIM is not read, no tool is
+//! looked for.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use ufd_provision::{Event, Firmware, ProvisionOptions, VhdDeviceForm};
 
+use crate::target::{provision_to, DeviceSettings, Target};
 use crate::CliError;
 
 /// A size: bytes, or a number with K/M/G/T (binary: KiB..TiB, as qemu-img and truncate read
@@ -76,17 +84,37 @@ pub struct ProvisionArgs {
     #[arg(long)]
     pub wim: Option<PathBuf>,
     /// Which built-in synthetic image to use when no --wim is given.
-    #[arg(long, default_value = "hyperv-2008r2", value_parser = ["hyperv-2008r2", "ws2008r2"])]
+    #[arg(long, default_value = "hyperv-2008r2", value_parser = ["hyperv-2008r2", "ws2008r2", "hyperv-2012"])]
     pub synthetic: String,
     /// Image index in the WIM (1-based).
     #[arg(long, default_value_t = 1)]
     pub index: u32,
     /// The UFD image file to write (created atomically; sparse on the host).
+    #[arg(long, group = "target", required_unless_present_any = ["device", "loop_image"])]
+    pub out: Option<PathBuf>,
+    /// Write the UFD onto this block device (a real stick): identified from sysfs, refused
+    /// when mounted, holding `/`, read-only, too small or not USB; confirmed by typing its
+    /// serial number unless --yes; re-identified right before writing; read back afterwards.
+    #[arg(long, group = "target", value_name = "DEV")]
+    pub device: Option<PathBuf>,
+    /// Write the UFD onto a loop device over IMAGE (created sparse at --size if absent), the
+    /// same path as --device: what CI uses instead of a physical stick.
+    #[arg(long = "loop", group = "target", value_name = "IMAGE")]
+    pub loop_image: Option<PathBuf>,
+    /// --device: do not ask for confirmation.
     #[arg(long)]
-    pub out: PathBuf,
-    /// UFD capacity (e.g. 16GB, 16G, 15518924800).
-    #[arg(long, default_value = "16GB", value_parser = parse_size)]
-    pub size: u64,
+    pub yes: bool,
+    /// --device: accept a disk that is not on USB (e.g. a SATA or NVMe disk used as the UFD).
+    #[arg(long)]
+    pub allow_non_usb: bool,
+    /// --device/--loop: directory for the temporary image built before the write (default:
+    /// $TMPDIR, else /var/tmp).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// UFD capacity (e.g. 16GB, 16G, 15518924800). Default: 16GB for --out and a new --loop
+    /// image, the device's size for --device.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
     /// VHD size (DiskPart's maximum=12288 MiB).
     #[arg(long, default_value = "12288M", value_parser = parse_size)]
     pub vhd_size: u64,
@@ -132,14 +160,91 @@ pub struct ProvisionArgs {
     /// Replace an existing --out.
     #[arg(long)]
     pub force: bool,
-    /// Print the report as JSON.
+    /// Print the report as JSON (with --plan: the plan as JSON).
     #[arg(long)]
     pub json: bool,
+    /// Print the equivalent Windows procedure of the seed for these options (diskpart scripts,
+    /// imagex, bootsect, bcdboot, reg, with the real sizes, letters and file names) and exit:
+    /// nothing is written, no tool is run, the WIM is not read.
+    #[arg(long)]
+    pub plan: bool,
+    /// --plan: the UFD's disk number for `select disk` (default: the seed's placeholder).
+    #[arg(long, requires = "plan", value_name = "N")]
+    pub ufd_disk_number: Option<u32>,
+    /// --plan: drive letter of the VHD's partition.
+    #[arg(long, requires = "plan", default_value_t = 'r')]
+    pub vhd_letter: char,
+    /// --plan: drive letter of the UFD's NTFS partition.
+    #[arg(long, requires = "plan", default_value_t = 'z')]
+    pub ufd_letter: char,
+    /// --plan: drive letter of the EFI system partition (--firmware uefi|both).
+    #[arg(long, requires = "plan", default_value_t = 's')]
+    pub esp_letter: char,
+    /// --plan: the technician computer's folder for the VHD.
+    #[arg(
+        long,
+        requires = "plan",
+        default_value = "c:\\hvvhd",
+        value_name = "WINDOWS-PATH"
+    )]
+    pub vhd_dir: String,
+    /// --plan: the WIM's path on the technician computer.
+    #[arg(
+        long,
+        requires = "plan",
+        default_value = "d:\\sources\\install.wim",
+        value_name = "WINDOWS-PATH"
+    )]
+    pub windows_wim: String,
+}
+
+fn usage_or_other(e: ufd_provision::ProvisionError) -> CliError {
+    CliError {
+        message: e.to_string(),
+        code: if matches!(e, ufd_provision::ProvisionError::Usage(_)) {
+            2
+        } else {
+            1
+        },
+    }
+}
+
+/// `--plan`: the seed's Windows procedure for these options; writes nothing (the synthetic
+/// image is not built, the WIM is not read, no tool is looked for).
+fn print_plan(args: &ProvisionArgs, opts: &ProvisionOptions) -> Result<u8, CliError> {
+    let params = ufd_provision::plan::PlanParams {
+        ufd_disk_number: args.ufd_disk_number,
+        vhd_letter: args.vhd_letter,
+        ufd_letter: args.ufd_letter,
+        esp_letter: args.esp_letter,
+        vhd_dir: args.vhd_dir.clone(),
+        wim_path: args.windows_wim.clone(),
+        ..ufd_provision::plan::PlanParams::default()
+    };
+    let plan = ufd_provision::plan::windows_plan(opts, &params).map_err(usage_or_other)?;
+    let text = if args.json {
+        let mut t = serde_json::to_string_pretty(&plan)
+            .map_err(|e| CliError::other(format!("plan: {e}")))?;
+        t.push('\n');
+        t
+    } else {
+        plan.to_string()
+    };
+    // A reader that stops early (`| head`) is not an error; anything else is.
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CliError::other(format!("standard output: {e}")))
+        }
+        _ => Ok(0),
+    }
 }
 
 pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
     let wim = match &args.wim {
         Some(w) => w.clone(),
+        // --plan names the image without building it.
+        None if args.plan => PathBuf::from(format!("<built-in synthetic {}>", args.synthetic)),
         None => {
             let w = ufd_synthetic::find_or_build(&args.synthetic).map_err(|e| {
                 CliError::other(format!("built-in synthetic image {}: {e}", args.synthetic))
@@ -154,13 +259,20 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
             w
         }
     };
-    let mut opts = ProvisionOptions::seed(&wim, &args.out);
+    let target = match (&args.out, &args.device, &args.loop_image) {
+        (Some(_), _, _) => None,
+        (None, Some(d), _) => Some(Target::Device(d.clone())),
+        (None, None, Some(l)) => Some(Target::Loop(l.clone())),
+        (None, None, None) => return Err(CliError::usage("one of --out, --device, --loop")),
+    };
+    let out = args.out.clone().unwrap_or_default();
+    let mut opts = ProvisionOptions::seed(&wim, &out);
     opts.index = args.index;
-    opts.ufd_size = args.size;
+    opts.ufd_size = args.size.unwrap_or(DEFAULT_UFD_SIZE);
     opts.vhd_size = args.vhd_size;
     opts.disk_signature = args.disk_signature;
-    opts.locale = args.locale;
-    opts.description = args.description;
+    opts.locale = args.locale.clone();
+    opts.description = args.description.clone();
     opts.vhd_device_form = match args.vhd_device {
         VhdForm::Partition => VhdDeviceForm::Partition,
         VhdForm::Locate => VhdDeviceForm::Locate,
@@ -175,10 +287,33 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
     opts.strict = args.strict;
     opts.policy_preflight = !args.no_policy_preflight;
     opts.overwrite = args.force;
-    opts.keep_languages = args.keep_language;
+    opts.keep_languages = args.keep_language.clone();
     opts.loader_guid = args.loader_guid;
     opts.vhd_disk_signature = args.vhd_disk_signature;
+    if args.plan {
+        return print_plan(&args, &opts);
+    }
     let json = args.json;
+    match target {
+        None => run_pipeline(&opts, json),
+        Some(t) => {
+            let settings = DeviceSettings {
+                yes: args.yes,
+                allow_non_usb: args.allow_non_usb,
+                work_dir: args.work_dir.clone(),
+                json,
+                size: args.size,
+            };
+            provision_to(&t, &settings, &mut opts, &mut |o| run_pipeline(o, json))
+        }
+    }
+}
+
+/// The UFD size for image files when `--size` is not given: the seed's recommended 16 GB.
+pub const DEFAULT_UFD_SIZE: u64 = 16_000_000_000;
+
+/// Run the pipeline into `opts.out` and print its report.
+fn run_pipeline(opts: &ProvisionOptions, json: bool) -> Result<u8, CliError> {
     let mut progress = |e: Event| match e {
         Event::Started(_) => {}
         Event::Finished(s) if !json => println!(
@@ -191,14 +326,7 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
         Event::Finished(_) => {}
         Event::Warning(w) => eprintln!("ufd: warning: {w}"),
     };
-    let report = ufd_provision::provision(&opts, &mut progress).map_err(|e| CliError {
-        message: e.to_string(),
-        code: if matches!(e, ufd_provision::ProvisionError::Usage(_)) {
-            2
-        } else {
-            1
-        },
-    })?;
+    let report = ufd_provision::provision(opts, &mut progress).map_err(usage_or_other)?;
     if json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::other(format!("report: {e}")))?;
