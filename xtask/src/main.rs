@@ -317,8 +317,23 @@ fn e2e() -> Result<(), String> {
             .arg("--report-dir")
             .arg(out.join("reports")),
     )?;
-    snapshot::check(
-        &out.join("reports/conformant.jsonl"),
-        &root.join("snapshots/e2e__conformant_report.txt"),
-    )
+    // Both boot paths' full reports: the UEFI probe and the BIOS stand-in on the seed's layout.
+    let mut failed = Vec::new();
+    for (report, snap) in [
+        ("conformant", "e2e__conformant_report.txt"),
+        ("bios-conformant", "e2e__bios-conformant_report.txt"),
+    ] {
+        if let Err(e) = snapshot::check(
+            &out.join(format!("reports/{report}.jsonl")),
+            &root.join("snapshots").join(snap),
+        ) {
+            eprintln!("{e}");
+            failed.push(snap);
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("snapshots differ: {}", failed.join(", ")))
+    }
 }

@@ -1,5 +1,7 @@
-//! Committed text snapshots checked by `cargo xtask e2e`: the conformant scenario's normalised
-//! probe report (`ufd run --report-dir`) against `snapshots/e2e__conformant_report.txt`.
+//! Committed text snapshots checked by `cargo xtask e2e`: the normalised guest reports (`ufd run
+//! --report-dir`) of the conformant scenarios of both boot paths, against
+//! `snapshots/e2e__conformant_report.txt` (UEFI probe) and
+//! `snapshots/e2e__bios-conformant_report.txt` (BIOS stand-in).
 //!
 //! The e2e run comes after the tests in CI, so this is a plain comparison here rather than an
 //! insta test: a mismatch prints a line diff and fails; `UFD_UPDATE_SNAPSHOTS=1` rewrites the

@@ -89,6 +89,13 @@ fn placeholder(key: &str) -> Option<&'static str> {
         // Depend on the firmware build and QEMU's memory map, not on the image under test.
         "memory_bytes" | "conventional_bytes" => Some("[bytes]"),
         "firmware_revision" => Some("[firmware-revision]"),
+        // The BIOS stand-in's memory map and layout: SeaBIOS/QEMU version and the stand-in's
+        // own size, not the image under test.
+        "e820" => Some("[e820]"),
+        "e820_entries" => Some("[n]"),
+        "ebda" => Some("[ebda]"),
+        "heap" => Some("[heap]"),
+        "image_end" => Some("[image-end]"),
         _ => None,
     }
 }
