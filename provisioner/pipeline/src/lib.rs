@@ -15,10 +15,21 @@
 //! | 1 (diskpart create vdisk) / 2 detach | [`Step::AssembleVhd`] | 1 MiB inserted in front (`FALLOC_FL_INSERT_RANGE`, zero copy), inner MBR, DiskPart-style footer |
 //! | 3 prepare the UFD | [`Step::PrepareUfd`] | UFD (NTFS) partition file, `mkntfs -Q -p <start LBA> -H 255 -S 63` |
 //! | 3 (UEFI) system partition | [`Step::PrepareEsp`] | `--firmware uefi|both` only: ESP partition file, `mkfs.fat -F 32 -S 512 -s 1 -h 2048` |
-//! | 4.1 copy the VHD | [`Step::CopyVhd`] | `ntfscp` empty file, `ntfsfallocate`, data extents written at the clusters, VDL set in the MFT record ([`ntfs::place_file`]) |
-//! | 5 bcdboot | [`Step::Bcdboot`] | boot files out of the WIM, `\Boot\BCD` built ([`bcd::build_store`]), both put on the UFD with a tiny WIM + `wimapply`; UEFI: `\EFI\...` + `\EFI\Microsoft\Boot\BCD` onto the ESP with `mcopy -s` |
-//! | 4.2 bootsect /nt60 /mbr, 3 active | [`Step::AssembleUfd`] | hole inserted in front (zero copy), ESP data copied in (UEFI), MBR (see [`Firmware`] for the partitions and the active one) |
+//! | 4.1 copy the VHD | [`Step::CopyVhd`] | `ntfscp` empty file, `ntfsfallocate` (real clusters), VDL and `$FILE_NAME` sizes set in the MFT record ([`ntfs::set_valid_data_length`]); then [`VhdRoute::Embed`] (default): holes inserted into the VHD file (`FALLOC_FL_INSERT_RANGE`, zero copy, [`embed`]) so each run sits at `partition offset + LCN × cluster`: the VHD file becomes the UFD image; or [`VhdRoute::Copy`] (forced, or the fallback where the file system cannot insert ranges — reported): the VHD's data extents written at its clusters ([`ntfs::write_at_runs`]) |
+//! | 5 bcdboot | [`Step::Bcdboot`] | boot files out of the WIM, `\Boot\BCD` built ([`bcd::build_store`]), both put on the UFD with a tiny WIM + `wimapply`, `\bootmgr` R+H+S and `\Boot` H+S ([`BOOTMGR_ATTRIBUTES`], reconstructed); UEFI: `\EFI\...` + `\EFI\Microsoft\Boot\BCD` onto the ESP with `mcopy -s` |
+//! | 4.2 bootsect /nt60 /mbr, 3 active | [`Step::AssembleUfd`] | boot record into the partition file; embed route: the partition file's own data extents (NTFS metadata, boot files — checked disjoint from the VHD's clusters), the ESP (UEFI) and the MBR copied into the embedded image, final length set (sparse tail); copy route: hole inserted in front of the partition file (zero copy), ESP data copied in (UEFI), MBR (see [`Firmware`] for the partitions and the active one) |
 //! | 7 detach | [`Step::Commit`] | rename of the finished image to `--out` |
+//!
+//! Bytes written ([`StepReport::bytes_written`], [`BYTES_WRITTEN_METHOD`]): the kernel's task
+//! I/O accounting of our thread plus every tool's own counter, so what `wimapply`, `mkntfs` and
+//! the ntfs-3g tools write is counted with what we write. Inserting holes writes no file data
+//! (only the host file system's extent-tree metadata, which task accounting does not see).
+//!
+//! Durability: the scratch files are never fsynced; the finished image is, once, in
+//! [`Step::Commit`] (and its directory after the rename). So the embed route's UFD partition
+//! file, copied into the image and deleted within seconds, mostly never reaches the device
+//! (task accounting still counts it as written; the bench prints the kernel's
+//! `cancelled_write_bytes` beside it).
 //!
 //! Atomicity: everything is built in a temporary directory beside `out` and renamed onto `out`
 //! only when every step passed; on any error the temporary directory is removed and nothing
@@ -42,6 +53,7 @@
 //! (reported in [`Report::not_done`]): GPT layouts.
 
 pub mod bcd;
+pub mod embed;
 pub mod error;
 pub mod language;
 pub mod ntfs;
@@ -282,6 +294,57 @@ pub struct ProvisionOptions {
     /// FILETIME written into the edited hives (SYSTEM, `\Boot\BCD`); `None` = now. Pinned by
     /// tests and snapshots for reproducible output.
     pub filetime: Option<u64>,
+    /// How seed step 4.1 puts the VHD into the UFD's NTFS: [`VhdRoute::Embed`] (default, zero
+    /// copy; falls back to the copy route where the host file system cannot insert ranges, and
+    /// says so in the step's detail and [`Report::vhd_route`]) or [`VhdRoute::Copy`].
+    pub vhd_route: VhdRoute,
+    /// The VHD footer's time stamp (seconds since 2000-01-01 00:00:00 UTC, footer offset
+    /// 0x18); `None` = now (what DiskPart's `create vdisk` writes). Pinned for deterministic
+    /// images.
+    pub vhd_timestamp: Option<u32>,
+    /// The VHD footer's unique id (offset 0x44); `None` = random (DiskPart writes a new GUID).
+    /// Pinned for deterministic images.
+    pub vhd_unique_id: Option<[u8; 16]>,
+    /// Also leave a (host-sparse) copy of the finished standalone VHD file here, taken before
+    /// step 4.1 places it (the embed route consumes the pipeline's own VHD file). For
+    /// verification and for booting the VHD on its own; costs one copy of its data extents,
+    /// counted in [`Step::AssembleVhd`]'s bytes. `None` (default) = no copy.
+    pub keep_vhd_copy: Option<PathBuf>,
+}
+
+/// How seed step 4.1 (`copy hyperV.vhd z:`) puts the VHD file into the UFD's NTFS partition.
+/// Both routes first reserve the file's clusters (`ntfsfallocate`: a non-sparse file) and set
+/// its valid data length in its MFT record; they differ in how the VHD's data reaches those
+/// clusters, and give images a reader cannot tell apart (tests/embed.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VhdRoute {
+    /// Zero copy (host-pipeline.md §5 "Zero-copy variant", [`embed`]): holes are inserted into
+    /// the VHD file (`FALLOC_FL_INSERT_RANGE`) until each of its runs sits at its clusters'
+    /// disk offset, so the VHD file becomes the UFD image; only the UFD partition's metadata,
+    /// the ESP and the MBR are then copied into it. Falls back to [`VhdRoute::Copy`] (reported)
+    /// when the host file system cannot insert ranges (tmpfs, btrfs) or the runs are not in
+    /// ascending order.
+    Embed,
+    /// The VHD's data extents are written into the reserved clusters of the UFD partition file
+    /// (host-pipeline.md §5 "The extents route", [`ntfs::write_at_runs`]), which then becomes
+    /// the image: the VHD's data is written twice.
+    Copy,
+}
+
+/// Which route step 4.1 took, and what it moved.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VhdRouteReport {
+    pub requested: VhdRoute,
+    pub taken: VhdRoute,
+    /// Why the embed route was not taken when it was requested (`None` when it was taken or
+    /// not requested).
+    pub fallback_reason: Option<String>,
+    /// Embed route: bytes of holes inserted into the VHD file (no data moved).
+    pub hole_bytes: u64,
+    /// Embed route: bytes of the UFD partition file's own data extents (NTFS metadata, boot
+    /// files, boot record) copied into the image around the VHD's clusters.
+    pub metadata_bytes_copied: u64,
 }
 
 impl ProvisionOptions {
@@ -309,6 +372,10 @@ impl ProvisionOptions {
             keep_languages: Vec::new(),
             loader_guid: None,
             filetime: None,
+            vhd_route: VhdRoute::Embed,
+            vhd_timestamp: None,
+            vhd_unique_id: None,
+            keep_vhd_copy: None,
         }
     }
 }
@@ -453,6 +520,8 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     pub system: system::SystemEdit,
     pub vhd_placement: ntfs::Placement,
+    /// How step 4.1 put the VHD on the UFD (embed or copy, and why a fallback happened).
+    pub vhd_route: VhdRouteReport,
     /// The BIOS store `\Boot\BCD` on the NTFS partition (`Bios`, `Both`), else the UEFI store.
     pub bcd: BcdReport,
     /// The UEFI store `\EFI\Microsoft\Boot\BCD` on the ESP when the layout has both stores
@@ -462,7 +531,8 @@ pub struct Report {
     pub boot_files: Vec<String>,
     /// What `--keep-language` removed (`None` when every language was kept).
     pub languages: Option<LanguageReport>,
-    /// Whether the VHD / UFD were assembled without copying (insert-range).
+    /// Whether the VHD / UFD were assembled without copying the VHD's data (insert-range; the
+    /// UFD: the embed route, or the copy route's partition file shifted in place).
     pub vhd_zero_copy: bool,
     pub ufd_zero_copy: bool,
     /// Allocated bytes of the output image on the host.
@@ -1027,17 +1097,33 @@ pub fn provision(
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let ts = unix_to_vhd_timestamp(now).unwrap_or(0);
-        let footer = Footer::new_fixed(opts.vhd_size, ts, random_bytes::<16>(), Creator::WINDOWS)
+        let ts = opts
+            .vhd_timestamp
+            .unwrap_or_else(|| unix_to_vhd_timestamp(now).unwrap_or(0));
+        let unique_id = opts.vhd_unique_id.unwrap_or_else(random_bytes::<16>);
+        let footer = Footer::new_fixed(opts.vhd_size, ts, unique_id, Creator::WINDOWS)
             .map_err(|e| ProvisionError::format("assemble VHD", &vhd_file, e))?;
         let zc = sparse::wrap_partition(&vhd_part, &head, &footer.to_bytes())
             .map_err(|e| ProvisionError::io("assemble VHD", &vhd_part, e))?;
         std::fs::rename(&vhd_part, &vhd_file)
             .map_err(|e| ProvisionError::io("assemble VHD", &vhd_file, e))?;
+        let kept = match &opts.keep_vhd_copy {
+            Some(copy) => {
+                let io = |p: &Path, e| ProvisionError::io("assemble VHD", p, e);
+                let src = File::open(&vhd_file).map_err(|e| io(&vhd_file, e))?;
+                let len = src.metadata().map_err(|e| io(&vhd_file, e))?.len();
+                let dst = File::create(copy).map_err(|e| io(copy, e))?;
+                dst.set_len(len).map_err(|e| io(copy, e))?;
+                let n = sparse::copy_extents_into(&src, &dst, 0).map_err(|e| io(copy, e))?;
+                dst.sync_all().map_err(|e| io(copy, e))?;
+                format!("; copy kept at {} ({n} data bytes)", copy.display())
+            }
+            None => String::new(),
+        };
         Ok((
             zc,
             format!(
-                "fixed VHD {} bytes + footer (creator `win `), disk signature {vhd_sig:#010x}, {}",
+                "fixed VHD {} bytes + footer (creator `win `, time stamp {ts}), disk signature {vhd_sig:#010x}, {}{kept}",
                 opts.vhd_size,
                 if zc {
                     "1 MiB inserted in front (zero copy)"
@@ -1090,30 +1176,114 @@ pub fn provision(
     }
 
     // ---- 4.1: the VHD onto the UFD's NTFS, not sparse
-    let placement = r.step(Step::CopyVhd, |b| {
-        let vhd_len = std::fs::metadata(&vhd_file).map_err(|e| ProvisionError::io("copy the VHD", &vhd_file, e))?.len();
+    // Embed route: the VHD file itself becomes the disk image (`disk_file`); copy route: the
+    // UFD partition file does.
+    let disk_file = scratch.dir.join("ufd-disk.img");
+    let (placement, mut route, plan) = r.step(Step::CopyVhd, |b| {
+        let step = "copy the VHD to the UFD";
+        let vhd_len = std::fs::metadata(&vhd_file)
+            .map_err(|e| ProvisionError::io(step, &vhd_file, e))?
+            .len();
         let empty = scratch.dir.join("empty");
-        File::create(&empty).map_err(|e| ProvisionError::io("copy the VHD", &empty, e))?;
+        File::create(&empty).map_err(|e| ProvisionError::io(step, &empty, e))?;
         let target = format!("/{VHD_NAME}");
-        run_tool(b, Step::CopyVhd, tools::NTFSCP, [ufd_part.as_os_str(), empty.as_os_str(), target.as_ref()], None)?;
-        run_tool(b, Step::CopyVhd, tools::NTFSFALLOCATE, ["-l".as_ref(), vhd_len.to_string().as_ref(), ufd_part.as_os_str(), target.as_ref()], None)?;
-        let info = run_tool(b, Step::CopyVhd, tools::NTFSINFO, ["-F".as_ref(), target.as_ref(), ufd_part.as_os_str()], None)?;
-        let inode: u64 = info
-            .stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Dumping Inode "))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| ProvisionError::ntfs("copy the VHD", &ufd_part, 0, format!("ntfsinfo did not name the inode of {target}")))?;
-        let p = ntfs::place_file(&ufd_part, inode, &vhd_file)?;
+        run_tool(
+            b,
+            Step::CopyVhd,
+            tools::NTFSCP,
+            [ufd_part.as_os_str(), empty.as_os_str(), target.as_ref()],
+            None,
+        )?;
+        run_tool(
+            b,
+            Step::CopyVhd,
+            tools::NTFSFALLOCATE,
+            [
+                "-l".as_ref(),
+                vhd_len.to_string().as_ref(),
+                ufd_part.as_os_str(),
+                target.as_ref(),
+            ],
+            None,
+        )?;
+        let inode = ntfs_inode(b, Step::CopyVhd, &ufd_part, &target)?;
+        let mut p = ntfs::set_valid_data_length(&ufd_part, inode, vhd_len)?;
+        let mut route = VhdRouteReport {
+            requested: opts.vhd_route,
+            taken: VhdRoute::Copy,
+            fallback_reason: None,
+            hole_bytes: 0,
+            metadata_bytes_copied: 0,
+        };
+        let mut plan = None;
+        if opts.vhd_route == VhdRoute::Embed {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&vhd_file)
+                .map_err(|e| ProvisionError::io(step, &vhd_file, e))?;
+            let block =
+                embed::host_block_size(&f).map_err(|e| ProvisionError::io(step, &vhd_file, e))?;
+            match embed::plan(&p.runs, p.cluster_size, vhd_len, layout.ntfs_offset(), block) {
+                Err(embed::NotEmbeddable(why)) => route.fallback_reason = Some(why),
+                Ok(pl) => match embed::embed_in_place(&f, &pl)
+                    .map_err(|e| ProvisionError::io(step, &vhd_file, e))?
+                {
+                    embed::Embedded::Unsupported => {
+                        route.fallback_reason = Some(format!(
+                            "the file system holding {} cannot insert ranges (FALLOC_FL_INSERT_RANGE refused)",
+                            scratch.dir.display()
+                        ))
+                    }
+                    embed::Embedded::Done { hole_bytes, .. } => {
+                        route.taken = VhdRoute::Embed;
+                        route.hole_bytes = hole_bytes;
+                        plan = Some(pl);
+                    }
+                },
+            }
+            drop(f);
+        }
+        let how = match route.taken {
+            VhdRoute::Embed => {
+                std::fs::rename(&vhd_file, &disk_file)
+                    .map_err(|e| ProvisionError::io(step, &disk_file, e))?;
+                format!(
+                    "embedded (zero copy): {} bytes of holes inserted into the VHD file so each run sits at its clusters, no data written",
+                    route.hole_bytes
+                )
+            }
+            VhdRoute::Copy => {
+                p.copied_bytes = ntfs::write_at_runs(&ufd_part, &p, &vhd_file)?;
+                std::fs::remove_file(&vhd_file)
+                    .map_err(|e| ProvisionError::io(step, &vhd_file, e))?;
+                match &route.fallback_reason {
+                    Some(why) => format!(
+                        "COPY ROUTE (embed not possible: {why}): {} data bytes written at their clusters",
+                        p.copied_bytes
+                    ),
+                    None => format!("copy route: {} data bytes written at their clusters", p.copied_bytes),
+                }
+            }
+        };
         let detail = format!(
-            "\\{VHD_NAME}: inode {inode}, {} run(s), {} data bytes written at their clusters, VDL {} -> {}",
-            p.runs.len(), p.copied_bytes, p.vdl_before, p.vdl_after
+            "\\{VHD_NAME}: inode {inode}, {} run(s) ({}), VDL {} -> {}; {how}",
+            p.runs.len(),
+            p.runs
+                .iter()
+                .map(|r| format!("{} clusters at LCN {}", r.len, r.lcn.unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            p.vdl_before,
+            p.vdl_after
         );
-        Ok((p, detail))
+        Ok(((p, route, plan), detail))
     })?;
-    std::fs::remove_file(&vhd_file)
-        .map_err(|e| ProvisionError::io("copy the VHD", &vhd_file, e))?;
+    if let Some(why) = &route.fallback_reason {
+        r.warn(format!(
+            "{VHD_NAME} was copied into the UFD instead of embedded (zero copy): {why}"
+        ));
+    }
 
     // ---- 5: bcdboot
     let boot = r.step(Step::Bcdboot, |b| {
@@ -1157,7 +1327,66 @@ pub fn provision(
                 )
             })
             .collect();
-        let zc = if layout.esp.is_none() {
+        let zc = if let Some(plan) = &plan {
+            // Embed route: the disk file already holds the VHD's data at its clusters; copy in
+            // the partition file's own data extents (never inside the VHD's clusters), the
+            // ESP and the MBR, and give it its final (sparse) length.
+            use std::os::unix::fs::FileExt;
+            let io = |p: &Path, e| ProvisionError::io(step, p, e);
+            let disk = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&disk_file)
+                .map_err(|e| io(&disk_file, e))?;
+            let len = disk.metadata().map_err(|e| io(&disk_file, e))?.len();
+            if len > opts.ufd_size {
+                return Err(ProvisionError::ntfs(
+                    step,
+                    &disk_file,
+                    len,
+                    format!(
+                        "the embedded VHD ends at byte {len}, past the {}-byte UFD",
+                        opts.ufd_size
+                    ),
+                ));
+            }
+            disk.set_len(opts.ufd_size).map_err(|e| io(&disk_file, e))?;
+            let part = File::open(&ufd_part).map_err(|e| io(&ufd_part, e))?;
+            let extents = sparse::data_extents(&part).map_err(|e| io(&ufd_part, e))?;
+            embed::check_disjoint(&extents, &plan.volume_ranges()).map_err(|o| {
+                let (e, v) = (o.extent, o.vhd);
+                ProvisionError::ntfs(
+                    step,
+                    &ufd_part,
+                    e.0.max(v.0),
+                    format!(
+                        "the partition file holds data at bytes {}..{}, inside the clusters of \\{VHD_NAME} (bytes {}..{}): copying it would overwrite the embedded VHD",
+                        e.0, e.1, v.0, v.1
+                    ),
+                )
+            })?;
+            let off = layout.ntfs_offset();
+            let mut meta = 0u64;
+            for (s, e) in extents {
+                sparse::copy_range(&part, s, &disk, off + s, e - s)
+                    .map_err(|e| io(&disk_file, e))?;
+                meta += e - s;
+            }
+            drop(part);
+            if let Some(esp_offset) = layout.esp_offset() {
+                let esp = File::open(&esp_part).map_err(|e| io(&esp_part, e))?;
+                meta += sparse::copy_extents_into(&esp, &disk, esp_offset)
+                    .map_err(|e| io(&esp_part, e))?;
+                drop(esp);
+                std::fs::remove_file(&esp_part).map_err(|e| io(&esp_part, e))?;
+            }
+            disk.write_all_at(&mbr, 0).map_err(|e| io(&disk_file, e))?;
+            drop(disk);
+            std::fs::remove_file(&ufd_part).map_err(|e| io(&ufd_part, e))?;
+            std::fs::rename(&disk_file, &ufd_part).map_err(|e| io(&ufd_part, e))?;
+            route.metadata_bytes_copied = meta;
+            true
+        } else if layout.esp.is_none() {
             let mut head = vec![0u8; PARTITION_OFFSET as usize];
             head[..512].copy_from_slice(&mbr);
             sparse::wrap_partition(&ufd_part, &head, &[])
@@ -1183,7 +1412,15 @@ pub fn provision(
         Ok((zc, format!(
             "MBR: ufd-bootcode MBR code, disk signature {ufd_sig:#010x}, {}; NTFS boot record: {vbr}; {}",
             parts.join(", "),
-            if zc { "zero copy" } else { "data extents copied" }
+            match (&plan, zc) {
+                (Some(_), _) => format!(
+                    "embed route: the VHD file is the image; {} bytes of NTFS metadata, boot files{} copied around the VHD's clusters",
+                    route.metadata_bytes_copied,
+                    if layout.esp.is_some() { " and the ESP" } else { "" }
+                ),
+                (None, true) => "partition file shifted in place (zero copy)".into(),
+                (None, false) => "partition data extents copied (file system cannot insert ranges)".into(),
+            }
         )))
     })?;
 
@@ -1236,6 +1473,7 @@ pub fn provision(
         steps: r.steps,
         system,
         vhd_placement: placement,
+        vhd_route: route,
         bcd: boot.bcd,
         efi_bcd: boot.efi_bcd,
         boot_files: boot.files,
@@ -1252,6 +1490,65 @@ pub fn provision(
         bytes_written_method: BYTES_WRITTEN_METHOD,
         not_done: vec!["GPT partitioning (Windows To Go on GPT disks): MBR layouts only".into()],
     })
+}
+
+/// The MFT record number of `path` (absolute, `/`-separated) on the NTFS volume file `part`,
+/// as ntfs-3g's `ntfsinfo -F` names it ("Dumping Inode N").
+fn ntfs_inode(bytes: &mut u64, step: Step, part: &Path, path: &str) -> Result<u64, ProvisionError> {
+    let info = run_tool(
+        bytes,
+        step,
+        tools::NTFSINFO,
+        ["-F".as_ref(), path.as_ref(), part.as_os_str()],
+        None,
+    )?;
+    info.stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Dumping Inode "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            ProvisionError::ntfs(
+                step.label(),
+                part,
+                0,
+                format!("ntfsinfo did not name the inode of {path}"),
+            )
+        })
+}
+
+/// MFT record of an NTFS volume's root directory (`FILE_root`, ntfs-3g `layout.h`).
+const NTFS_ROOT_RECORD: u64 = 5;
+
+/// The file attributes bcdboot leaves on the BIOS boot files: `\bootmgr` read-only, hidden
+/// and system; `\Boot` hidden and system (what `attrib` shows as `SHR` / `SH` on a Windows 7
+/// system partition). **Reconstructed**: widely documented behaviour, not checked against a
+/// Windows-made volume here (no fixture carries NTFS file attributes); the boot path does not
+/// depend on them (BOOTMGR and our boot record ignore attributes).
+pub const BOOTMGR_ATTRIBUTES: u32 =
+    ntfs::FILE_ATTRIBUTE_READONLY | ntfs::FILE_ATTRIBUTE_HIDDEN | ntfs::FILE_ATTRIBUTE_SYSTEM;
+/// See [`BOOTMGR_ATTRIBUTES`].
+pub const BOOT_DIR_ATTRIBUTES: u32 = ntfs::FILE_ATTRIBUTE_HIDDEN | ntfs::FILE_ATTRIBUTE_SYSTEM;
+
+/// Set [`BOOTMGR_ATTRIBUTES`] on `\bootmgr` and [`BOOT_DIR_ATTRIBUTES`] on `\Boot` of the
+/// UFD's NTFS partition file, in `$STANDARD_INFORMATION`, their `$FILE_NAME`s and the root
+/// index ([`ntfs::add_file_attributes`]). Returns a one-line summary.
+fn boot_file_attributes(bytes: &mut u64, part: &Path) -> Result<String, ProvisionError> {
+    let mut out = Vec::new();
+    for (path, add) in [
+        ("/bootmgr", BOOTMGR_ATTRIBUTES),
+        ("/Boot", BOOT_DIR_ATTRIBUTES),
+    ] {
+        let inode = ntfs_inode(bytes, Step::Bcdboot, part, path)?;
+        let c = ntfs::add_file_attributes(part, inode, NTFS_ROOT_RECORD, add)?;
+        out.push(format!(
+            "{} {:#x} -> {:#x}",
+            path.replace('/', "\\"),
+            c.before,
+            c.after
+        ));
+    }
+    Ok(format!("attributes {}", out.join(", ")))
 }
 
 /// `ReadAt` over a partition file, for `ufd_bootcode::locate_bootmgr`.
@@ -1302,8 +1599,6 @@ fn install_boot_record(part: &Path) -> Result<String, ProvisionError> {
         file.write_all_at(&area[..512], backup)
             .map_err(|e| ProvisionError::io(step, part, e))?;
     }
-    file.sync_all()
-        .map_err(|e| ProvisionError::io(step, part, e))?;
     Ok(format!(
         "ufd-bootcode VBR loading \\bootmgr (MFT record {}, {} bytes), backup boot sector at byte {backup}",
         extents.mft_record_number, extents.file_size
@@ -1522,6 +1817,7 @@ fn bcdboot(
             rep.objects,
             layout.ntfs_offset()
         ));
+        details.push(boot_file_attributes(bytes, ufd_part)?);
         bios_rep = Some(rep);
     }
 

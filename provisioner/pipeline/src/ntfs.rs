@@ -3,6 +3,9 @@
 //! file — enough to write a file's content straight into the clusters `ntfsfallocate` reserved
 //! for it and to set its valid data length (host-pipeline.md §5, "The extents route").
 //!
+//! Nothing here calls fsync: the volume files are scratch files of the pipeline (discarded on
+//! any error), and the finished image is made durable once, in `Step::Commit`.
+//!
 //! Layouts (all little-endian; the NTFS documentation of the Linux-NTFS project, as
 //! implemented by ntfs-3g `layout.h`; verified here by ntfs-3g's `ntfsinfo`/`ntfscat` reading back
 //! every file this module patched, in the tests):
@@ -32,11 +35,19 @@ const ATTR_STANDARD_INFORMATION: u32 = 0x10;
 const ATTR_ATTRIBUTE_LIST: u32 = 0x20;
 const ATTR_FILE_NAME: u32 = 0x30;
 const ATTR_DATA: u32 = 0x80;
+const ATTR_INDEX_ROOT: u32 = 0x90;
+const ATTR_INDEX_ALLOCATION: u32 = 0xA0;
+/// Index entry flag: the last entry of a node (carries no key).
+const INDEX_ENTRY_END: u16 = 0x02;
 const ATTR_END: u32 = 0xFFFF_FFFF;
 const FLAG_COMPRESSED: u16 = 0x0001;
 const FLAG_ENCRYPTED: u16 = 0x4000;
 const FLAG_SPARSE: u16 = 0x8000;
-/// `$STANDARD_INFORMATION` file attribute bits.
+/// `$STANDARD_INFORMATION` / `$FILE_NAME` file attribute bits (ntfs-3g `layout.h`
+/// `FILE_ATTR_*`, the Win32 `FILE_ATTRIBUTE_*` values).
+pub const FILE_ATTRIBUTE_READONLY: u32 = 0x1;
+pub const FILE_ATTRIBUTE_HIDDEN: u32 = 0x2;
+pub const FILE_ATTRIBUTE_SYSTEM: u32 = 0x4;
 const FILE_ATTRIBUTE_SPARSE: u32 = 0x200;
 const FILE_ATTRIBUTE_COMPRESSED: u32 = 0x800;
 const FILE_ATTRIBUTE_ENCRYPTED: u32 = 0x4000;
@@ -70,13 +81,17 @@ pub struct DataAttr {
     init_field: usize,
 }
 
-/// What [`place_file`] did.
+/// Where a file's clusters are and what was done to its record ([`set_valid_data_length`],
+/// [`place_file`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Placement {
     pub inode: u64,
+    /// The volume's cluster size (the runs' unit).
+    pub cluster_size: u64,
     pub runs: Vec<Run>,
     pub data_size: u64,
-    /// Bytes of the source that were data extents (copied); the rest were holes (zeros).
+    /// Bytes of the source that were data extents, copied into the clusters (the copy route);
+    /// 0 when the data was not copied (the embed route, [`crate::embed`]).
     pub copied_bytes: u64,
     pub vdl_before: u64,
     pub vdl_after: u64,
@@ -149,14 +164,27 @@ pub fn parse_boot(sector: &[u8], path: &Path) -> Result<Geometry, ProvisionError
     })
 }
 
-/// Undo the update-sequence fixups of a record read from disk (in place).
+/// Undo the update-sequence fixups of a file record read from disk (in place).
 pub fn unfix(rec: &mut [u8], path: &Path, rec_off: u64) -> Result<(), ProvisionError> {
-    if rec.len() < 0x30 || &rec[0..4] != b"FILE" {
+    unfix_magic(rec, b"FILE", path, rec_off)
+}
+
+/// Undo the update-sequence fixups of a `FILE` or `INDX` record (in place).
+fn unfix_magic(
+    rec: &mut [u8],
+    magic: &[u8; 4],
+    path: &Path,
+    rec_off: u64,
+) -> Result<(), ProvisionError> {
+    if rec.len() < 0x30 || &rec[0..4] != magic {
         return Err(ProvisionError::ntfs(
             STEP,
             path,
             rec_off,
-            "file record has no `FILE` signature",
+            format!(
+                "record has no `{}` signature",
+                String::from_utf8_lossy(magic)
+            ),
         ));
     }
     let usa_ofs = usize::from(le16(rec, 4));
@@ -465,31 +493,45 @@ impl<'p> Volume<'p> {
 }
 
 /// Write `src`'s content into the clusters already allocated to file `inode` of the volume
-/// (by `ntfsfallocate`), then set its valid data length to its size.
+/// (by `ntfsfallocate`), then set its valid data length to its size: the copy route of seed
+/// step 4.1 ([`set_valid_data_length`] then [`write_at_runs`]).
 ///
 /// Preconditions checked: `$DATA` is non-resident, not sparse/compressed/encrypted, has no
 /// sparse runs, its data size equals `src`'s length and its runs cover it. The clusters are
 /// first turned into holes in the host file (so the VHD's own holes read as zeros whatever the
 /// volume held there), then only `src`'s data extents are copied (`copy_file_range`).
 pub fn place_file(volume: &Path, inode: u64, src: &Path) -> Result<Placement, ProvisionError> {
+    let src_len = std::fs::metadata(src)
+        .map_err(|e| ProvisionError::io(STEP, src, e))?
+        .len();
+    let mut p = set_valid_data_length(volume, inode, src_len)?;
+    p.copied_bytes = write_at_runs(volume, &p, src)?;
+    Ok(p)
+}
+
+/// Check that file `inode` has `len` bytes of allocated, non-sparse data (what `ntfsfallocate`
+/// leaves), then set its valid data length (`initialized_size`) to its data size and the
+/// sizes in its own `$FILE_NAME` attributes (`ntfsfallocate` leaves VDL 0 and those sizes 0,
+/// host-pipeline.md pitfall 8), and read the record back. No file data is written: the caller
+/// puts the data into the clusters ([`write_at_runs`], or the embed route, [`crate::embed`]).
+/// The returned placement has `copied_bytes` 0.
+pub fn set_valid_data_length(
+    volume: &Path,
+    inode: u64,
+    len: u64,
+) -> Result<Placement, ProvisionError> {
     let vol = Volume::open(volume, true)?;
     let cs = vol.geometry.cluster_size;
     let (mut rec, rec_off) = vol.read_record(inode)?;
     let attr = data_attr(&rec, volume, rec_off)?;
-    let src_file = File::open(src).map_err(|e| ProvisionError::io(STEP, src, e))?;
-    let src_len = src_file
-        .metadata()
-        .map_err(|e| ProvisionError::io(STEP, src, e))?
-        .len();
-    if attr.data_size != src_len {
+    if attr.data_size != len {
         return Err(ProvisionError::ntfs(
             STEP,
             volume,
             rec_off,
             format!(
-                "file record {inode}: data size {} differs from {} ({src_len} bytes)",
-                attr.data_size,
-                src.display()
+                "file record {inode}: data size {} differs from the file to place ({len} bytes)",
+                attr.data_size
             ),
         ));
     }
@@ -508,55 +550,19 @@ pub fn place_file(volume: &Path, inode: u64, src: &Path) -> Result<Placement, Pr
         }
         covered += r.len * cs;
     }
-    if covered < src_len {
+    if covered < len {
         return Err(ProvisionError::ntfs(
             STEP,
             volume,
             rec_off,
-            format!("file record {inode}: runs cover {covered} bytes, the file has {src_len}"),
+            format!("file record {inode}: runs cover {covered} bytes, the file has {len}"),
         ));
     }
-    // zero the reserved clusters (holes in the host file)
-    for r in &attr.runs {
-        if let Some(l) = r.lcn {
-            sparse::punch_hole(&vol.file, l * cs, r.len * cs)
-                .map_err(|e| ProvisionError::io(STEP, volume, e))?;
-        }
-    }
-    let extents = sparse::data_extents(&src_file).map_err(|e| ProvisionError::io(STEP, src, e))?;
-    let mut copied = 0u64;
-    for (s, e) in extents {
-        let mut at = s;
-        while at < e {
-            let vcn = at / cs;
-            let r = attr
-                .runs
-                .iter()
-                .find(|r| vcn >= r.vcn && vcn < r.vcn + r.len)
-                .ok_or_else(|| {
-                    ProvisionError::ntfs(STEP, volume, rec_off, format!("VCN {vcn} is not mapped"))
-                })?;
-            let run_end = (r.vcn + r.len) * cs;
-            let n = (e - at).min(run_end - at);
-            let lcn = r.lcn.unwrap_or(0);
-            let dst = (lcn + vcn - r.vcn) * cs + at % cs;
-            sparse::copy_range(&src_file, at, &vol.file, dst, n)
-                .map_err(|e| ProvisionError::io(STEP, volume, e))?;
-            copied += n;
-            at += n;
-        }
-    }
-    vol.file
-        .sync_data()
-        .map_err(|e| ProvisionError::io(STEP, volume, e))?;
     let vdl_before = attr.initialized_size;
     rec[attr.init_field..attr.init_field + 8].copy_from_slice(&attr.data_size.to_le_bytes());
     set_file_name_sizes(&mut rec, attr.allocated_size, attr.data_size);
     refix(&mut rec);
     vol.write_record(inode, &rec)?;
-    vol.file
-        .sync_all()
-        .map_err(|e| ProvisionError::io(STEP, volume, e))?;
     // read back through our own parser: fixups valid and VDL set
     let after = vol.data(inode)?;
     if after.initialized_size != after.data_size {
@@ -569,12 +575,276 @@ pub fn place_file(volume: &Path, inode: u64, src: &Path) -> Result<Placement, Pr
     }
     Ok(Placement {
         inode,
+        cluster_size: cs,
         runs: attr.runs,
         data_size: attr.data_size,
-        copied_bytes: copied,
+        copied_bytes: 0,
         vdl_before,
         vdl_after: after.initialized_size,
         record_offset: rec_off,
+    })
+}
+
+/// The copy route's data path: turn the clusters of `placement` into holes in the volume file,
+/// then copy only `src`'s data extents to `lcn × cluster_size`. Returns the bytes copied.
+pub fn write_at_runs(
+    volume: &Path,
+    placement: &Placement,
+    src: &Path,
+) -> Result<u64, ProvisionError> {
+    let vol = Volume::open(volume, true)?;
+    let cs = vol.geometry.cluster_size;
+    let rec_off = placement.record_offset;
+    let src_file = File::open(src).map_err(|e| ProvisionError::io(STEP, src, e))?;
+    for r in &placement.runs {
+        if let Some(l) = r.lcn {
+            sparse::punch_hole(&vol.file, l * cs, r.len * cs)
+                .map_err(|e| ProvisionError::io(STEP, volume, e))?;
+        }
+    }
+    let extents = sparse::data_extents(&src_file).map_err(|e| ProvisionError::io(STEP, src, e))?;
+    let mut copied = 0u64;
+    for (s, e) in extents {
+        let mut at = s;
+        while at < e {
+            let vcn = at / cs;
+            let r = placement
+                .runs
+                .iter()
+                .find(|r| vcn >= r.vcn && vcn < r.vcn + r.len)
+                .ok_or_else(|| {
+                    ProvisionError::ntfs(STEP, volume, rec_off, format!("VCN {vcn} is not mapped"))
+                })?;
+            let run_end = (r.vcn + r.len) * cs;
+            let n = (e - at).min(run_end - at);
+            let lcn = r.lcn.ok_or_else(|| {
+                ProvisionError::ntfs(STEP, volume, rec_off, format!("VCN {vcn} is sparse"))
+            })?;
+            let dst = (lcn + vcn - r.vcn) * cs + at % cs;
+            sparse::copy_range(&src_file, at, &vol.file, dst, n)
+                .map_err(|e| ProvisionError::io(STEP, volume, e))?;
+            copied += n;
+            at += n;
+        }
+    }
+    Ok(copied)
+}
+
+/// What [`add_file_attributes`] changed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AttributeChange {
+    pub inode: u64,
+    /// `$STANDARD_INFORMATION` file attributes before and after.
+    pub before: u32,
+    pub after: u32,
+    /// `$FILE_NAME` attributes updated in the file's own record.
+    pub file_names: usize,
+    /// Index entries (the `$FILE_NAME` copies in the parent directory's `$I30` index) updated.
+    pub index_entries: usize,
+}
+
+/// Visit the attributes of a fixed-up record: `f(type, offset, length, non_resident)`.
+fn for_each_attr(rec: &[u8], mut f: impl FnMut(u32, usize, usize, bool)) {
+    let mut off = usize::from(le16(rec, 0x14));
+    while off + 0x18 <= rec.len() {
+        let ty = le32(rec, off);
+        let len = le32(rec, off + 4) as usize;
+        if ty == ATTR_END || len < 0x18 || off + len > rec.len() {
+            break;
+        }
+        f(ty, off, len, rec[off + 8] != 0);
+        off += len;
+    }
+}
+
+/// OR `add` into the file attributes of every index entry of `node` (an index header at
+/// `hdr`: entries offset u32 @0 and index length u32 @4, both relative to `hdr`) whose file
+/// reference names `inode`; returns how many were changed.
+fn patch_index_node(node: &mut [u8], hdr: usize, inode: u64, add: u32) -> usize {
+    if hdr + 8 > node.len() {
+        return 0;
+    }
+    let mut at = hdr + le32(node, hdr) as usize;
+    let end = (hdr + le32(node, hdr + 4) as usize).min(node.len());
+    let mut n = 0;
+    while at + 0x10 <= end {
+        let len = usize::from(le16(node, at + 8));
+        let key_len = usize::from(le16(node, at + 10));
+        let flags = le16(node, at + 12);
+        if flags & INDEX_ENTRY_END != 0 || len < 0x10 || at + len > end {
+            break;
+        }
+        // file reference: MFT record number in the low 48 bits
+        if le64(node, at) & 0xFFFF_FFFF_FFFF == inode && key_len >= 0x42 && 0x10 + key_len <= len {
+            let fa = at + 0x10 + 0x38;
+            let v = le32(node, fa) | add;
+            node[fa..fa + 4].copy_from_slice(&v.to_le_bytes());
+            n += 1;
+        }
+        at += len;
+    }
+    n
+}
+
+/// Set file attribute bits (`add`, e.g. [`FILE_ATTRIBUTE_HIDDEN`] | [`FILE_ATTRIBUTE_SYSTEM`])
+/// on file or directory `inode` whose directory is `parent`, everywhere NTFS keeps them:
+/// `$STANDARD_INFORMATION` (value offset 0x20, what Windows reports), the file's own
+/// `$FILE_NAME` attributes (value offset 0x38) and their copies in the parent's `$I30` index
+/// entries (`$INDEX_ROOT` and every `INDX` block of `$INDEX_ALLOCATION`; key offset 0x38) —
+/// what Windows' `SetFileAttributes` leaves (chkdsk compares the copies). Layouts: ntfs-3g
+/// `layout.h` (`STANDARD_INFORMATION`, `FILE_NAME_ATTR`, `INDEX_ROOT`, `INDEX_BLOCK`,
+/// `INDEX_ENTRY`); read back by ntfs-3g's `ntfsinfo` in the tests.
+pub fn add_file_attributes(
+    volume: &Path,
+    inode: u64,
+    parent: u64,
+    add: u32,
+) -> Result<AttributeChange, ProvisionError> {
+    let vol = Volume::open(volume, true)?;
+    let (mut rec, rec_off) = vol.read_record(inode)?;
+    let mut si = None;
+    let mut fns = Vec::new();
+    for_each_attr(&rec, |ty, off, len, nonres| {
+        if nonres {
+            return;
+        }
+        let vo = usize::from(le16(&rec, off + 0x14));
+        let vl = le32(&rec, off + 0x10) as usize;
+        if ty == ATTR_STANDARD_INFORMATION && vl >= 0x24 && vo + vl <= len {
+            si = Some(off + vo + 0x20);
+        }
+        if ty == ATTR_FILE_NAME && vl >= 0x42 && vo + vl <= len {
+            fns.push(off + vo + 0x38);
+        }
+    });
+    let si = si.ok_or_else(|| {
+        ProvisionError::ntfs(
+            STEP,
+            volume,
+            rec_off,
+            format!("file record {inode} has no resident $STANDARD_INFORMATION"),
+        )
+    })?;
+    let before = le32(&rec, si);
+    let after = before | add;
+    for o in std::iter::once(si).chain(fns.iter().copied()) {
+        let v = le32(&rec, o) | add;
+        rec[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    refix(&mut rec);
+    vol.write_record(inode, &rec)?;
+
+    // the parent directory's $I30 index
+    let (mut prec, prec_off) = vol.read_record(parent)?;
+    let mut root = None;
+    let mut alloc = None;
+    for_each_attr(&prec, |ty, off, len, nonres| match (ty, nonres) {
+        (ATTR_INDEX_ROOT, false) => {
+            let vo = usize::from(le16(&prec, off + 0x14));
+            if vo + 0x20 <= len {
+                root = Some(off + vo);
+            }
+        }
+        (ATTR_INDEX_ALLOCATION, true) => {
+            let mp = usize::from(le16(&prec, off + 0x20));
+            if mp < len {
+                alloc = decode_runs(&prec[off + mp..off + len], le64(&prec, off + 0x10))
+                    .map(|r| (r, le64(&prec, off + 0x30)));
+            }
+        }
+        _ => {}
+    });
+    let root = root.ok_or_else(|| {
+        ProvisionError::ntfs(
+            STEP,
+            volume,
+            prec_off,
+            format!("directory record {parent} has no $INDEX_ROOT"),
+        )
+    })?;
+    let block_size = le32(&prec, root + 8) as usize;
+    let mut index_entries = patch_index_node(&mut prec, root + 0x10, inode, add);
+    if index_entries > 0 {
+        refix(&mut prec);
+        vol.write_record(parent, &prec)?;
+    }
+    if let Some((runs, data_size)) = alloc {
+        let cs = vol.geometry.cluster_size;
+        if !(FIXUP_BLOCK..=65536).contains(&block_size) || !block_size.is_power_of_two() {
+            return Err(ProvisionError::ntfs(
+                STEP,
+                volume,
+                prec_off,
+                format!("directory record {parent}: index block size {block_size} is out of range"),
+            ));
+        }
+        // the allocation stream, block by block (a block lies in one run when blocks are
+        // no larger than clusters; larger blocks are read cluster by cluster)
+        let mut pos = 0u64;
+        while pos + block_size as u64 <= data_size {
+            let mut pieces = Vec::new();
+            let mut at = pos;
+            while at < pos + block_size as u64 {
+                let vcn = at / cs;
+                let r = runs
+                    .iter()
+                    .find(|r| vcn >= r.vcn && vcn < r.vcn + r.len)
+                    .and_then(|r| r.lcn.map(|l| (l + vcn - r.vcn) * cs + at % cs))
+                    .ok_or_else(|| {
+                        ProvisionError::ntfs(
+                            STEP,
+                            volume,
+                            prec_off,
+                            format!("directory record {parent}: index VCN {vcn} is not mapped"),
+                        )
+                    })?;
+                let n = (cs - at % cs).min(pos + block_size as u64 - at) as usize;
+                pieces.push((r, n));
+                at += n as u64;
+            }
+            let mut block = Vec::with_capacity(block_size);
+            for (o, n) in &pieces {
+                let mut b = vec![0u8; *n];
+                vol.file
+                    .read_exact_at(&mut b, *o)
+                    .map_err(|e| ProvisionError::ntfs(STEP, volume, *o, e.to_string()))?;
+                block.extend(b);
+            }
+            pos += block_size as u64;
+            // blocks not in use (never written, or freed) do not carry a valid INDX record
+            if &block[0..4] != b"INDX"
+                || unfix_magic(&mut block, b"INDX", volume, pieces[0].0).is_err()
+            {
+                continue;
+            }
+            let n = patch_index_node(&mut block, 0x18, inode, add);
+            if n > 0 {
+                refix(&mut block);
+                let mut at = 0usize;
+                for (o, len) in &pieces {
+                    vol.file
+                        .write_all_at(&block[at..at + len], *o)
+                        .map_err(|e| ProvisionError::io(STEP, volume, e))?;
+                    at += len;
+                }
+                index_entries += n;
+            }
+        }
+    }
+    if index_entries == 0 {
+        return Err(ProvisionError::ntfs(
+            STEP,
+            volume,
+            prec_off,
+            format!("no index entry of directory record {parent} names file record {inode}"),
+        ));
+    }
+    Ok(AttributeChange {
+        inode,
+        before,
+        after,
+        file_names: fns.len(),
+        index_entries,
     })
 }
 

@@ -23,12 +23,17 @@ use std::time::{Duration, Instant};
 
 /// `write_bytes` of this process and its reaped children.
 pub fn task_write_bytes() -> Result<u64, String> {
+    task_io("write_bytes")
+}
+
+/// One counter of `/proc/self/io`.
+fn task_io(name: &str) -> Result<u64, String> {
     let io = fs::read_to_string("/proc/self/io").map_err(|e| format!("/proc/self/io: {e}"))?;
     io.lines()
-        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| {
-            "/proc/self/io: no write_bytes line (kernel without task I/O accounting)".into()
+            format!("/proc/self/io: no {name} line (kernel without task I/O accounting)")
         })
 }
 
@@ -84,6 +89,7 @@ pub struct Meter<'a> {
     device: Option<&'a Device>,
     start: Instant,
     task0: u64,
+    cancelled0: u64,
     dev0: Option<u64>,
 }
 
@@ -92,6 +98,10 @@ pub struct Meter<'a> {
 pub struct Sample {
     pub time: Duration,
     pub task_bytes: u64,
+    /// `cancelled_write_bytes` of the same accounting: dirty page-cache bytes dropped before
+    /// writeback because their file was truncated or deleted (written, then undone: they never
+    /// reach the device). Printed beside `task_bytes`, not subtracted in any verdict.
+    pub task_cancelled: u64,
     /// `None` when the device could not be determined.
     pub device_bytes: Option<u64>,
 }
@@ -103,6 +113,7 @@ impl<'a> Meter<'a> {
         Ok(Meter {
             device,
             task0: task_write_bytes()?,
+            cancelled0: task_io("cancelled_write_bytes")?,
             dev0: device.map(Device::written).transpose()?,
             start: Instant::now(),
         })
@@ -113,6 +124,7 @@ impl<'a> Meter<'a> {
     pub fn stop(self) -> Result<Sample, String> {
         let time = self.start.elapsed();
         let task_bytes = task_write_bytes()?.saturating_sub(self.task0);
+        let task_cancelled = task_io("cancelled_write_bytes")?.saturating_sub(self.cancelled0);
         sync()?;
         let device_bytes = match (self.device, self.dev0) {
             (Some(d), Some(d0)) => Some(d.written()?.saturating_sub(d0)),
@@ -121,6 +133,7 @@ impl<'a> Meter<'a> {
         Ok(Sample {
             time,
             task_bytes,
+            task_cancelled,
             device_bytes,
         })
     }

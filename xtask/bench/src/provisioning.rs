@@ -16,6 +16,11 @@
 //! untimed). The verdict uses task I/O accounting, which other processes on the machine cannot
 //! disturb; the device counter is printed beside it (see [`crate::measure`]).
 //!
+//! Ours and the floor run [`REPS`] times each, alternating, and the time verdict compares the
+//! fastest run of each: on a shared 2-core machine a single sample is easily inflated
+//! several-fold by unrelated load (two single runs of the same code measured ours' wimapply
+//! step at 2.9 s and 5.2 s). All samples and the medians are printed.
+//!
 //! Every image is deleted before and after (the cached payload WIM stays). The page cache is
 //! warmed with the WIM first so that no pipeline pays for reading it from disk.
 
@@ -33,6 +38,8 @@ use crate::{naive, payload};
 const GOAL_FLOOR: f64 = 1.3;
 const GOAL_NAIVE: f64 = 8.0;
 const GOAL_BYTES: f64 = 1.1;
+/// Runs of ours and of the floor (alternating); the verdict uses the fastest of each.
+const REPS: usize = 3;
 
 fn verdict(met: bool) -> &'static str {
     if met {
@@ -91,25 +98,63 @@ pub fn run_bench(dir: &Path) -> Result<(), String> {
     let device = Device::holding(dir);
     let mut scratch = Scratch::default();
 
-    // (b) the floor.
+    // (a) ours and (b) the floor, alternately, REPS times each: the machine is shared (2 cores,
+    // other builds), so one sample of either can be inflated several-fold by load that has
+    // nothing to do with it. The verdict compares the fastest run of each (the least
+    // disturbed measure of the work itself); every sample and both medians are printed.
     let floor_part = scratch.file(dir.join("floor-part.img"))?;
     let vhd_part_size = SEED_VHD_SIZE - PARTITION_OFFSET;
-    let m = Meter::start(device.as_ref())?;
-    mkntfs_file(&floor_part, vhd_part_size, "hyperV")?;
-    run(
-        Command::new("wimapply")
-            .arg(&payload.wim)
-            .arg("1")
-            .arg(&floor_part),
-        &format!(
-            "wimapply {} 1 {}",
-            payload.wim.display(),
-            floor_part.display()
-        ),
-    )?;
-    fsync(&floor_part)?;
-    let floor = m.stop()?;
-    crate::measure::remove(&floor_part)?;
+    let out = scratch.file(dir.join("ufd.img"))?;
+    let mut floors: Vec<Sample> = Vec::new();
+    let mut ours_runs: Vec<(Sample, ufd_provision::Report)> = Vec::new();
+    for rep in 0..REPS {
+        let m = Meter::start(device.as_ref())?;
+        mkntfs_file(&floor_part, vhd_part_size, "hyperV")?;
+        run(
+            Command::new("wimapply")
+                .arg(&payload.wim)
+                .arg("1")
+                .arg(&floor_part),
+            &format!(
+                "wimapply {} 1 {}",
+                payload.wim.display(),
+                floor_part.display()
+            ),
+        )?;
+        fsync(&floor_part)?;
+        floors.push(m.stop()?);
+        crate::measure::remove(&floor_part)?;
+
+        let mut opts = ProvisionOptions::seed(&payload.wim, &out);
+        opts.overwrite = true;
+        let m = Meter::start(device.as_ref())?;
+        let report = ufd_provision::provision(&opts, &mut |e| {
+            if let Event::Warning(w) = e {
+                if rep == 0 {
+                    println!("  provision warning: {w}");
+                }
+            }
+        })
+        .map_err(|e| format!("ufd_provision::provision: {e}"))?;
+        fsync(&out)?;
+        ours_runs.push((m.stop()?, report));
+        crate::measure::remove(&out)?;
+    }
+    let secs = |x: &Sample| x.time.as_secs_f64();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let floor_times: Vec<f64> = floors.iter().map(secs).collect();
+    let ours_times: Vec<f64> = ours_runs.iter().map(|(x, _)| secs(x)).collect();
+    let floor = *floors
+        .iter()
+        .min_by(|a, b| secs(a).total_cmp(&secs(b)))
+        .ok_or("no floor run")?;
+    let (ours, report) = ours_runs
+        .into_iter()
+        .min_by(|a, b| secs(&a.0).total_cmp(&secs(&b.0)))
+        .ok_or("no provisioning run")?;
 
     // The UFD volume's NTFS metadata (part of the bytes reference; untimed).
     let ufd_meta_part = scratch.file(dir.join("ufd-meta-part.img"))?;
@@ -118,21 +163,6 @@ pub fn run_bench(dir: &Path) -> Result<(), String> {
     fsync(&ufd_meta_part)?;
     let ufd_meta = m.stop()?;
     crate::measure::remove(&ufd_meta_part)?;
-
-    // (a) ours.
-    let out = scratch.file(dir.join("ufd.img"))?;
-    let mut opts = ProvisionOptions::seed(&payload.wim, &out);
-    opts.overwrite = true;
-    let m = Meter::start(device.as_ref())?;
-    let report = ufd_provision::provision(&opts, &mut |e| {
-        if let Event::Warning(w) = e {
-            println!("  provision warning: {w}");
-        }
-    })
-    .map_err(|e| format!("ufd_provision::provision: {e}"))?;
-    fsync(&out)?;
-    let ours = m.stop()?;
-    crate::measure::remove(&out)?;
 
     // (c) naive.
     let naive = match naive::unavailable() {
@@ -163,7 +193,23 @@ pub fn run_bench(dir: &Path) -> Result<(), String> {
         )
     );
     println!();
-    println!("ours, per step (ufd_provision::Report; bytes by task I/O accounting):");
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|t| format!("{t:.2}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    println!(
+        "runs (s, in order): ours {}  (median {:.2}); floor {}  (median {:.2}); the rows below are the fastest of each",
+        list(&ours_times),
+        median(ours_times.clone()),
+        list(&floor_times),
+        median(floor_times.clone())
+    );
+    println!();
+    println!(
+        "ours, per step of its fastest run (ufd_provision::Report; bytes by task I/O accounting):"
+    );
     for st in &report.steps {
         println!(
             "  {:<18} {:>8.2} s {:>12}   {}",
@@ -181,6 +227,20 @@ pub fn run_bench(dir: &Path) -> Result<(), String> {
         report.ufd_zero_copy,
         gb(report.out_allocated_bytes)
     );
+    let route = &report.vhd_route;
+    println!(
+        "  step 4.1 route: {:?} (requested {:?}){}; {} of holes inserted, {} of UFD metadata copied, {} of VHD data copied",
+        route.taken,
+        route.requested,
+        route
+            .fallback_reason
+            .as_deref()
+            .map(|w| format!(", FELL BACK: {w}"))
+            .unwrap_or_default(),
+        gb(route.hole_bytes),
+        gb(route.metadata_bytes_copied),
+        gb(report.vhd_placement.copied_bytes)
+    );
     if let Some(n) = &naive {
         println!();
         println!("naive (host-pipeline.md §6), per step (each with a trailing sync):");
@@ -195,25 +255,29 @@ pub fn run_bench(dir: &Path) -> Result<(), String> {
     }
     println!();
     println!(
-        "{:<34} {:>9} {:>14} {:>14}",
-        "pipeline (12288 MiB VHD, 16 GB UFD)", "time s", "task I/O", "device"
+        "{:<34} {:>9} {:>14} {:>14} {:>14}",
+        "pipeline (12288 MiB VHD, 16 GB UFD)", "time s", "task I/O", "of it undone", "device"
     );
     let row = |name: &str, x: &Sample| {
         println!(
-            "{:<34} {:>9.2} {:>14} {:>14}",
+            "{:<34} {:>9.2} {:>14} {:>14} {:>14}",
             name,
             s(x),
             gb(x.task_bytes),
+            gb(x.task_cancelled),
             dev_bytes(x)
         )
     };
-    row("ours (provision + fsync)", &ours);
-    row("floor (mkntfs + wimapply + fsync)", &floor);
+    row("ours (provision + fsync), fastest", &ours);
+    row("floor (mkntfs + wimapply + fsync), fastest", &floor);
     match &naive {
         Some(n) => row("naive (loop + ntfs-3g + cp)", &n.total),
         None => println!("{:<34} {:>9}", "naive (loop + ntfs-3g + cp)", "skipped"),
     }
     row("UFD mkntfs (metadata reference)", &ufd_meta);
+    println!(
+        "  \"of it undone\": cancelled_write_bytes, dirty pages of deleted scratch files that never reached the device (the verdict below counts them as written)"
+    );
     if naive.is_some() {
         println!(
             "  naive: task I/O misses the ntfs-3g daemon (reparented) and the loop devices' writes \
