@@ -59,8 +59,10 @@ pub mod language;
 pub mod ntfs;
 pub mod plan;
 pub mod sparse;
+pub mod stale;
 pub mod system;
 pub mod tools;
+pub mod vhdx;
 
 use std::fs::File;
 use std::io::Write;
@@ -933,13 +935,18 @@ pub fn provision(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let out_name = opts
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ufd.img".into());
+    // Temporary directories of runs that were killed (kill -9, power loss) before they could
+    // remove them: only ours by name, whose process is gone and which stayed idle.
+    for p in stale::remove_stale(&out_dir, stale::MIN_IDLE)
+        .map_err(|e| ProvisionError::io("prepare", &out_dir, e))?
+    {
+        r.warn(format!(
+            "removed {}: the temporary directory of an interrupted run (its process is gone)",
+            p.display()
+        ));
+    }
     let scratch = Scratch {
-        dir: out_dir.join(format!(".{out_name}.ufd-tmp.{}", std::process::id())),
+        dir: stale::scratch_dir(&opts.out, std::process::id()),
     };
     std::fs::create_dir(&scratch.dir)
         .map_err(|e| ProvisionError::io("prepare", &scratch.dir, e))?;

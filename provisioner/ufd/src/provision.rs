@@ -326,6 +326,8 @@ fn run_pipeline(opts: &ProvisionOptions, json: bool) -> Result<u8, CliError> {
         Event::Finished(_) => {}
         Event::Warning(w) => eprintln!("ufd: warning: {w}"),
     };
+    ufd_provision::stale::remove_scratch_on_signal(&opts.out)
+        .map_err(|e| CliError::other(format!("cannot install the signal handlers: {e}")))?;
     let report = ufd_provision::provision(opts, &mut progress).map_err(usage_or_other)?;
     if json {
         let text = serde_json::to_string_pretty(&report)

@@ -162,7 +162,7 @@ fn complete_run(cache: &Path, out: &Path) -> Vec<String> {
 /// `kill -9` the run after the progress line of `step`; wait for its orphaned tools; check that
 /// nothing incomplete is under `out` and nothing but temporary directories beside it. Returns
 /// the run's temporary directory if it was left.
-fn kill_after(cache: &Path, out: &Path, step: &str, last_before_commit: bool) -> Option<PathBuf> {
+fn kill_after(cache: &Path, out: &Path, step: &str) -> Option<PathBuf> {
     let dir = out.parent().unwrap();
     let mut child = spawn(cache, out, &[]);
     let pid = child.id();
@@ -179,13 +179,10 @@ fn kill_after(cache: &Path, out: &Path, step: &str, last_before_commit: bool) ->
     // temporary directory).
     reap_group(pid as i32, Duration::from_secs(30));
     if out.exists() {
-        // Only possible when the kill landed after the commit's rename (the last step runs in
-        // the moment between the progress line and the signal): then the image is complete.
-        assert!(
-            last_before_commit,
-            "kill -9 after {step} left {}",
-            out.display()
-        );
+        // Only possible when the kill landed after the commit's rename: the steps after
+        // Bcdboot take ~0.1 s together on the embed route, so the run can finish between the
+        // progress line and the signal. The property under test is that the final name never
+        // holds a partial image: whatever is there must be complete.
         let o = ufd(cache)
             .arg("inspect")
             .arg(out)
@@ -240,8 +237,7 @@ fn kill_9_at_every_step_leaves_nothing_under_out() {
     let n = steps.len() - 1;
     let left: Vec<PathBuf> = steps[..n]
         .iter()
-        .enumerate()
-        .filter_map(|(i, step)| kill_after(&cache, &out, step, i == n - 1))
+        .filter_map(|step| kill_after(&cache, &out, step))
         .collect();
     assert!(
         !left.is_empty(),
@@ -256,8 +252,8 @@ fn the_next_run_removes_the_temporary_directories_of_killed_runs() {
     let dir = tmp.path().join("out");
     std::fs::create_dir(&dir).unwrap();
     let out = dir.join("ufd.img");
-    let old = kill_after(&cache, &out, "ApplyImage", false).expect("a temporary directory");
-    let fresh = kill_after(&cache, &out, "ApplyImage", false).expect("a temporary directory");
+    let old = kill_after(&cache, &out, "ApplyImage").expect("a temporary directory");
+    let fresh = kill_after(&cache, &out, "ApplyImage").expect("a temporary directory");
     // `old` has been idle for longer than stale::MIN_IDLE; `fresh` has not (a run in another
     // PID namespace could still be writing it), so it stays.
     age(&old, Duration::from_secs(120));
