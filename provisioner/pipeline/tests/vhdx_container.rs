@@ -5,21 +5,6 @@
 //!
 //! Debian packages: qemu-utils (qemu-img), ntfs-3g (mkntfs, ntfscp, ntfsinfo, ntfscat).
 
-// Until lib.rs declares `pub mod vhdx;` the module is compiled here; its `crate::error`,
-// `crate::sparse` and `crate::tools` paths resolve to these re-exports of the library's.
-#[path = "../src/vhdx.rs"]
-#[allow(dead_code)]
-mod vhdx;
-mod error {
-    pub use ufd_provision::error::*;
-}
-mod sparse {
-    pub use ufd_provision::sparse::*;
-}
-mod tools {
-    pub use ufd_provision::tools::*;
-}
-
 mod common;
 
 use std::fs::File;
@@ -31,6 +16,7 @@ use ufd_formats::mbr::{partition_type, Geometry, Mbr, PartitionEntry};
 use ufd_formats::vhdx::{Mapping, Vhdx};
 
 use common::{run, tool};
+use ufd_provision::vhdx;
 
 const MIB: u64 = 1 << 20;
 
