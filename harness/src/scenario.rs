@@ -60,6 +60,23 @@ pub struct ImageRecipe {
     /// technician tidying the stick would, so the loader's `vhd=[...]` path no longer exists.
     #[serde(default)]
     pub move_vhd: bool,
+    /// The native-boot container (`ufd provision --format`): `vhd` (default, the seed's) or
+    /// `vhdx` (Hyper-V Server 2012).
+    #[serde(default)]
+    pub format: Option<ContainerFormat>,
+    /// After provisioning, mark the VHDX's log as not replayed (a non-zero LogGuid in the
+    /// current header, its CRC-32C fixed): what a VHDX holds after its host lost power with
+    /// writes in flight. Windows must replay the log before booting from it.
+    #[serde(default)]
+    pub vhdx_dirty_log: bool,
+}
+
+/// Native-boot containers a recipe can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerFormat {
+    Vhd,
+    Vhdx,
 }
 
 /// UFD layouts a recipe can ask for.
@@ -159,6 +176,9 @@ impl Scenario {
 
     fn validate(&self) -> std::result::Result<(), String> {
         self.machine.validate().map_err(|e| e.to_string())?;
+        if self.image.vhdx_dirty_log && self.image.format != Some(ContainerFormat::Vhdx) {
+            return Err("image.vhdx_dirty_log needs image.format = \"vhdx\"".into());
+        }
         for (rule, outcome) in &self.expect.verdicts {
             if ufd_formats::policy::rule(rule).is_none() {
                 return Err(format!(

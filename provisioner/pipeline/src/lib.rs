@@ -247,9 +247,44 @@ impl UfdLayout {
     }
 }
 
+/// The native-boot container the Windows volume lives in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFormat {
+    /// Fixed VHD (the seed's `create vdisk ... type=fixed`; Windows 7 / Server 2008 R2 and
+    /// later boot it natively).
+    #[default]
+    Vhd,
+    /// Fixed VHDX (Hyper-V Server 2012: `create vdisk file=...vhdx type=fixed`; native boot
+    /// from VHDX needs NT 6.2 or later — Windows 8 / Server 2012, hh825689).
+    Vhdx,
+}
+
+impl ImageFormat {
+    /// The container's file name on the UFD (the BCD's `vhd=[...]\<name>`).
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ImageFormat::Vhd => VHD_NAME,
+            ImageFormat::Vhdx => vhdx::VHDX_NAME,
+        }
+    }
+
+    /// The container file's size for a virtual disk of `vhd_size` bytes: VHD = data + the
+    /// 512-byte footer; VHDX = qemu-img's header area (measured, [`vhdx::EXPECTED_HEADER_BYTES`])
+    /// + data.
+    pub fn file_bytes(self, vhd_size: u64) -> u64 {
+        match self {
+            ImageFormat::Vhd => vhd_size + 512,
+            ImageFormat::Vhdx => vhd_size + vhdx::EXPECTED_HEADER_BYTES,
+        }
+    }
+}
+
 /// Everything `ufd provision` decides.
 #[derive(Clone, Debug)]
 pub struct ProvisionOptions {
+    /// VHD (default, the seed's) or VHDX (Hyper-V Server 2012).
+    pub format: ImageFormat,
     /// The Hyper-V Server WIM (`sources\install.wim` or a customized one).
     pub wim: PathBuf,
     /// 1-based image index (`imagex /apply <wim> 1`).
@@ -375,6 +410,7 @@ impl ProvisionOptions {
             loader_guid: None,
             filetime: None,
             vhd_route: VhdRoute::Embed,
+            format: ImageFormat::Vhd,
             vhd_timestamp: None,
             vhd_unique_id: None,
             keep_vhd_copy: None,
@@ -620,7 +656,7 @@ pub fn preflight(
         )));
     }
     let src = "ufd provision options";
-    let vhd_file = opts.vhd_size + 512;
+    let vhd_file = opts.format.file_bytes(opts.vhd_size);
     let part = opts.ufd_size - layout.ntfs_offset();
     let need = vhd_file + ntfs_overhead(part);
     if need > part {
@@ -864,6 +900,7 @@ pub fn provision(
     progress: &mut dyn FnMut(Event),
 ) -> Result<Report, ProvisionError> {
     let t_all = Instant::now();
+    let vhd_name = opts.format.file_name();
     let mut r = Runner {
         progress,
         steps: Vec::new(),
@@ -876,6 +913,9 @@ pub fn provision(
         tools::check_all(tools::ALL)?;
         if opts.firmware.has_esp() {
             tools::check_all(tools::UEFI)?;
+        }
+        if opts.format == ImageFormat::Vhdx {
+            tools::check_all(&[vhdx::QEMU_IMG])?;
         }
         let pre = preflight(opts, &mut |w| warns.push(w))?;
         let wim = check_wim(&opts.wim, opts.index, opts.strict, &mut |w| warns.push(w))?;
@@ -1094,26 +1134,56 @@ pub fn provision(
     }
 
     // ---- 1/2: the VHD file around the partition
-    let vhd_file = scratch.dir.join(VHD_NAME);
-    let vhd_zero_copy = r.step(Step::AssembleVhd, |_| {
+    let vhd_file = scratch.dir.join(vhd_name);
+    let vhd_zero_copy = r.step(Step::AssembleVhd, |b| {
         let mbr = one_partition_mbr(vhd_sig, opts.vhd_size, false)
             .map_err(|e| ProvisionError::format("assemble VHD", &vhd_file, e))?;
-        let mut head = vec![0u8; PARTITION_OFFSET as usize];
-        head[..512].copy_from_slice(&mbr.to_bytes());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let ts = opts
-            .vhd_timestamp
-            .unwrap_or_else(|| unix_to_vhd_timestamp(now).unwrap_or(0));
-        let unique_id = opts.vhd_unique_id.unwrap_or_else(random_bytes::<16>);
-        let footer = Footer::new_fixed(opts.vhd_size, ts, unique_id, Creator::WINDOWS)
-            .map_err(|e| ProvisionError::format("assemble VHD", &vhd_file, e))?;
-        let zc = sparse::wrap_partition(&vhd_part, &head, &footer.to_bytes())
-            .map_err(|e| ProvisionError::io("assemble VHD", &vhd_part, e))?;
-        std::fs::rename(&vhd_part, &vhd_file)
-            .map_err(|e| ProvisionError::io("assemble VHD", &vhd_file, e))?;
+        let (zc, what) = match opts.format {
+            ImageFormat::Vhdx => {
+                // qemu-img makes the fixed VHDX's header area; the partition file becomes its
+                // payload (vhdx.rs): the same zero-copy idea as the VHD's inserted front.
+                let c = vhdx::assemble_fixed_vhdx(
+                    &vhd_part,
+                    &vhd_file,
+                    opts.vhd_size,
+                    &mbr.to_bytes(),
+                    vhdx::DEFAULT_BLOCK_SIZE,
+                    opts.vhd_route == VhdRoute::Embed,
+                )?;
+                *b += c.tool_write_bytes;
+                (c.zero_copy, c.detail)
+            }
+            ImageFormat::Vhd => {
+                let mut head = vec![0u8; PARTITION_OFFSET as usize];
+                head[..512].copy_from_slice(&mbr.to_bytes());
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let ts = opts
+                    .vhd_timestamp
+                    .unwrap_or_else(|| unix_to_vhd_timestamp(now).unwrap_or(0));
+                let unique_id = opts.vhd_unique_id.unwrap_or_else(random_bytes::<16>);
+                let footer = Footer::new_fixed(opts.vhd_size, ts, unique_id, Creator::WINDOWS)
+                    .map_err(|e| ProvisionError::format("assemble VHD", &vhd_file, e))?;
+                let zc = sparse::wrap_partition(&vhd_part, &head, &footer.to_bytes())
+                    .map_err(|e| ProvisionError::io("assemble VHD", &vhd_part, e))?;
+                std::fs::rename(&vhd_part, &vhd_file)
+                    .map_err(|e| ProvisionError::io("assemble VHD", &vhd_file, e))?;
+                (
+                    zc,
+                    format!(
+                        "fixed VHD {} bytes + footer (creator `win `, time stamp {ts}), disk signature {vhd_sig:#010x}, {}",
+                        opts.vhd_size,
+                        if zc {
+                            "1 MiB inserted in front (zero copy)"
+                        } else {
+                            "data extents copied (file system cannot insert ranges)"
+                        }
+                    ),
+                )
+            }
+        };
         let kept = match &opts.keep_vhd_copy {
             Some(copy) => {
                 let io = |p: &Path, e| ProvisionError::io("assemble VHD", p, e);
@@ -1127,18 +1197,7 @@ pub fn provision(
             }
             None => String::new(),
         };
-        Ok((
-            zc,
-            format!(
-                "fixed VHD {} bytes + footer (creator `win `, time stamp {ts}), disk signature {vhd_sig:#010x}, {}{kept}",
-                opts.vhd_size,
-                if zc {
-                    "1 MiB inserted in front (zero copy)"
-                } else {
-                    "data extents copied (file system cannot insert ranges)"
-                }
-            ),
-        ))
+        Ok((zc, format!("{what}{kept}")))
     })?;
 
     // ---- 3: the UFD's (NTFS) partition
@@ -1193,7 +1252,7 @@ pub fn provision(
             .len();
         let empty = scratch.dir.join("empty");
         File::create(&empty).map_err(|e| ProvisionError::io(step, &empty, e))?;
-        let target = format!("/{VHD_NAME}");
+        let target = format!("/{vhd_name}");
         run_tool(
             b,
             Step::CopyVhd,
@@ -1274,7 +1333,7 @@ pub fn provision(
             }
         };
         let detail = format!(
-            "\\{VHD_NAME}: inode {inode}, {} run(s) ({}), VDL {} -> {}; {how}",
+            "\\{vhd_name}: inode {inode}, {} run(s) ({}), VDL {} -> {}; {how}",
             p.runs.len(),
             p.runs
                 .iter()
@@ -1288,7 +1347,7 @@ pub fn provision(
     })?;
     if let Some(why) = &route.fallback_reason {
         r.warn(format!(
-            "{VHD_NAME} was copied into the UFD instead of embedded (zero copy): {why}"
+            "{vhd_name} was copied into the UFD instead of embedded (zero copy): {why}"
         ));
     }
 
@@ -1367,7 +1426,7 @@ pub fn provision(
                     &ufd_part,
                     e.0.max(v.0),
                     format!(
-                        "the partition file holds data at bytes {}..{}, inside the clusters of \\{VHD_NAME} (bytes {}..{}): copying it would overwrite the embedded VHD",
+                        "the partition file holds data at bytes {}..{}, inside the clusters of \\{vhd_name} (bytes {}..{}): copying it would overwrite the embedded VHD",
                         e.0, e.1, v.0, v.1
                     ),
                 )
@@ -1688,6 +1747,7 @@ fn bcdboot(
     filetime: u64,
 ) -> Result<(BootOutcome, String), ProvisionError> {
     let step = Step::Bcdboot;
+    let vhd_name = opts.format.file_name();
     let io = |p: &Path, e: std::io::Error| ProvisionError::io("bcdboot", p, e);
     let bios = opts.firmware.has_bios();
     let efi = opts.firmware.has_esp();
@@ -1747,7 +1807,7 @@ fn bcdboot(
         ufd_disk_signature: ufd_sig,
         ufd_partition_offset: layout.ntfs_offset(),
         boot_partition_offset: boot_offset,
-        vhd_path: format!("\\{VHD_NAME}"),
+        vhd_path: format!("\\{vhd_name}"),
         loader,
         description: opts.description.clone(),
         locale: opts.locale.clone(),
@@ -1909,7 +1969,7 @@ fn bcdboot(
         }
     };
     let detail = format!(
-        "{} files; {} ({}), default {} \"{}\" on vhd=[disk {ufd_sig:#010x}, offset {}]\\{VHD_NAME}",
+        "{} files; {} ({}), default {} \"{}\" on vhd=[disk {ufd_sig:#010x}, offset {}]\\{vhd_name}",
         files.len(),
         details.join("; "),
         if template.is_some() {

@@ -17,7 +17,7 @@
 //!
 //! * Step 1–7 commands, the letters `r:`/`z:`, `c:\hvvhd`, `HKLM\HyperVTemp`: the seed, verbatim
 //!   (its step 5.2 spells the file `HyperV.vhd`; file names are case-insensitive on NTFS and this
-//!   plan writes [`VHD_NAME`] throughout).
+//!   plan writes the container's name — `hyperV.vhd`, or `hyperV.vhdx` with `--format vhdx` — throughout).
 //! * `bcdboot /f BIOS|UEFI` (UEFI layouts only): documented for the Windows 8 and later bcdboot
 //!   ("BCDBoot Command-Line Options"); Windows 7's bcdboot has no `/f` and writes the files of
 //!   the technician computer's own firmware. Said in the plan.
@@ -36,7 +36,7 @@ use std::fmt;
 
 use crate::{
     preflight, Firmware, PartitionReport, ProvisionError, ProvisionOptions, UfdLayout,
-    VhdDeviceForm, PARTITION_LBA, VHD_NAME,
+    VhdDeviceForm, PARTITION_LBA,
 };
 
 /// What the plan leaves to the technician or takes from them: drive letters, the technician's
@@ -120,7 +120,7 @@ pub struct Plan {
     pub ufd_size_mib: u64,
     /// `create vdisk ... maximum=<MiB>`.
     pub vhd_maximum_mib: u64,
-    /// The fixed VHD file's size (virtual size + 512-byte footer).
+    /// The container file's size (VHD: virtual size + 512-byte footer; VHDX: + its header area).
     pub vhd_file_bytes: u64,
     /// `create partition primary size=<MiB>` of the EFI system partition (UEFI layouts).
     pub esp_size_mib: Option<u64>,
@@ -262,6 +262,8 @@ fn drive_of(path: &str) -> Option<char> {
 /// of [`crate::preflight`] (sizes, policy requirements), and drive letters that are not
 /// letters or collide with each other or with the drives of `vhd_dir` / `wim_path`.
 pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan, ProvisionError> {
+    let vhd_name = opts.format.file_name();
+    let vhd_file_bytes = opts.format.file_bytes(opts.vhd_size);
     let mut warnings = Vec::new();
     preflight(opts, &mut |w| warnings.push(w))?;
 
@@ -300,8 +302,8 @@ pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan
     let mib = 1u64 << 20;
     let layout = UfdLayout::of(opts);
     let vhd_mib = opts.vhd_size / mib;
-    let vhd_file = format!("{dir}\\{VHD_NAME}");
-    let on_ufd = format!("{ul}:\\{VHD_NAME}");
+    let vhd_file = format!("{dir}\\{vhd_name}");
+    let on_ufd = format!("{ul}:\\{vhd_name}");
     let kit = &params.kit;
     let mut steps = Vec::new();
 
@@ -387,10 +389,14 @@ pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan
     steps.push(step(
         "2.2",
         "Detach the virtual disk",
-        format!(
-            "assemble VHD: 1 MiB with the VHD's MBR inserted in front of the partition file (FALLOC_FL_INSERT_RANGE, no copy) and the fixed-VHD footer appended: a {}-byte {VHD_NAME}",
-            opts.vhd_size + 512
-        ),
+        match opts.format {
+            crate::ImageFormat::Vhd => format!(
+                "assemble VHD: 1 MiB with the VHD's MBR inserted in front of the partition file (FALLOC_FL_INSERT_RANGE, no copy) and the fixed-VHD footer appended: a {vhd_file_bytes}-byte {vhd_name}"
+            ),
+            crate::ImageFormat::Vhdx => format!(
+                "assemble VHDX: qemu-img's fixed-VHDX header area (headers, region tables, metadata, BAT) and 1 MiB with the VHD's MBR inserted in front of the partition file (FALLOC_FL_INSERT_RANGE, no copy): a {vhd_file_bytes}-byte {vhd_name}"
+            ),
+        },
         l,
     ));
 
@@ -488,8 +494,8 @@ pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan
         "4.1",
         "Copy the VHD to the UFD",
         format!(
-            "copy the VHD to the UFD: \\{VHD_NAME} created in the UFD's NTFS with ntfsfallocate (allocated clusters, not sparse), the VHD's data placed at those clusters (zero copy where the host file system inserts ranges, else copied into them), {} bytes",
-            opts.vhd_size + 512
+            "copy the VHD to the UFD: \\{vhd_name} created in the UFD's NTFS with ntfsfallocate (allocated clusters, not sparse), the VHD's data placed at those clusters (zero copy where the host file system inserts ranges, else copied into them), {} bytes",
+            vhd_file_bytes
         ),
         l,
     ));
@@ -557,11 +563,11 @@ pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan
         }
     }
     let device = match opts.vhd_device_form {
-        VhdDeviceForm::Partition => format!("vhd=[{}:]\\{VHD_NAME}", ul.to_ascii_uppercase()),
-        VhdDeviceForm::Locate => format!("vhd=[locate]\\{VHD_NAME}"),
+        VhdDeviceForm::Partition => format!("vhd=[{}:]\\{vhd_name}", ul.to_ascii_uppercase()),
+        VhdDeviceForm::Locate => format!("vhd=[locate]\\{vhd_name}"),
     };
     l.rem(format!(
-        "The seed gives no bcdedit command: bcdboot, run on the VHD attached from {ul}:, sets the loader's device and osdevice to vhd=[{}:]\\{VHD_NAME} itself",
+        "The seed gives no bcdedit command: bcdboot, run on the VHD attached from {ul}:, sets the loader's device and osdevice to vhd=[{}:]\\{vhd_name} itself",
         ul.to_ascii_uppercase()
     ));
     for s in &stores {
@@ -588,7 +594,7 @@ pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan
             "bcdboot: the boot files extracted from the WIM (wimextract), the store(s) built in Rust from the image's BCD-Template, loader device and osdevice {}, locale {}",
             match opts.vhd_device_form {
                 VhdDeviceForm::Partition => format!(
-                    "vhd=[the partition at byte {} of the disk with the UFD's MBR signature]\\{VHD_NAME}",
+                    "vhd=[the partition at byte {} of the disk with the UFD's MBR signature]\\{vhd_name}",
                     layout.ntfs_offset()
                 ),
                 VhdDeviceForm::Locate => device.clone(),
@@ -659,7 +665,7 @@ pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan
         ufd_size: opts.ufd_size,
         ufd_size_mib: ufd_mib,
         vhd_maximum_mib: vhd_mib,
-        vhd_file_bytes: opts.vhd_size + 512,
+        vhd_file_bytes: vhd_file_bytes,
         esp_size_mib: layout.esp.map(|(_, n)| u64::from(n) * 512 / mib),
         vhd_file,
         vhd_letter: format!("{vl}:"),

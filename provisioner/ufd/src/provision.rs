@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use ufd_provision::{Event, Firmware, ProvisionOptions, VhdDeviceForm};
+use ufd_provision::{Event, Firmware, ImageFormat, ProvisionOptions, VhdDeviceForm};
 
 use crate::target::{provision_to, DeviceSettings, Target};
 use crate::CliError;
@@ -66,6 +66,14 @@ pub enum VhdForm {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Fixed VHD (`create vdisk ... type=fixed`), the seed's container.
+    Vhd,
+    /// Fixed VHDX (Hyper-V Server 2012; native boot from VHDX needs NT 6.2+).
+    Vhdx,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 pub enum FirmwareArg {
     /// The seed's layout: one active NTFS partition, MBR + NTFS boot code, \bootmgr.
     Bios,
@@ -115,6 +123,10 @@ pub struct ProvisionArgs {
     /// image, the device's size for --device.
     #[arg(long, value_parser = parse_size)]
     pub size: Option<u64>,
+    /// The native-boot container: a fixed VHD (the seed's, 2008 R2) or a fixed VHDX (Hyper-V
+    /// Server 2012 and later; \hyperV.vhdx).
+    #[arg(long, value_enum, default_value = "vhd")]
+    pub format: FormatArg,
     /// VHD size (DiskPart's maximum=12288 MiB).
     #[arg(long, default_value = "12288M", value_parser = parse_size)]
     pub vhd_size: u64,
@@ -270,6 +282,10 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
     opts.index = args.index;
     opts.ufd_size = args.size.unwrap_or(DEFAULT_UFD_SIZE);
     opts.vhd_size = args.vhd_size;
+    opts.format = match args.format {
+        FormatArg::Vhd => ImageFormat::Vhd,
+        FormatArg::Vhdx => ImageFormat::Vhdx,
+    };
     opts.disk_signature = args.disk_signature;
     opts.locale = args.locale.clone();
     opts.description = args.description.clone();

@@ -12,10 +12,10 @@ use std::sync::Mutex;
 
 use ufd_harness::error::Error as HarnessError;
 use ufd_harness::scenario::{
-    junit_xml, results_json, results_table, run_path, ImageRecipe, Layout, RunOptions,
-    ScenarioResult,
+    junit_xml, results_json, results_table, run_path, ContainerFormat, ImageRecipe, Layout,
+    RunOptions, ScenarioResult,
 };
-use ufd_provision::{Firmware, ProvisionOptions};
+use ufd_provision::{Firmware, ImageFormat, ProvisionOptions};
 
 use crate::CliError;
 
@@ -69,6 +69,10 @@ pub const SCENARIO_VHD_DISK_SIGNATURE: u32 = 0x5546_4432;
 /// The OS loader object's GUID in the scenario images' `\Boot\BCD` (bcdboot would pick a
 /// random one).
 pub const SCENARIO_LOADER_GUID: &str = "{6d1f6f3c-7a0e-4b4f-9c52-55464430b001}";
+/// The VHD footer's time stamp in scenario images (seconds since 2000-01-01: 2009-10-22).
+pub const SCENARIO_VHD_TIMESTAMP: u32 = 309_398_400;
+/// The VHD footer's unique id in scenario images.
+pub const SCENARIO_VHD_UNIQUE_ID: [u8; 16] = *b"ufd-scenario-vhd";
 /// FILETIME written into the scenario images' hives: 2009-10-22 00:00 UTC (Windows Server
 /// 2008 R2 general availability).
 pub const SCENARIO_FILETIME: u64 = 129_006_432_000_000_000;
@@ -325,8 +329,15 @@ fn provision_recipe(
     if let Some(size) = r.ufd_size {
         opts.ufd_size = size;
     }
+    opts.format = match r.format.unwrap_or(ContainerFormat::Vhd) {
+        ContainerFormat::Vhd => ImageFormat::Vhd,
+        ContainerFormat::Vhdx => ImageFormat::Vhdx,
+    };
     opts.poll_boot_partition_timeout = r.poll_boot_partition_timeout;
     opts.disable_paging = !r.leave_paging_enabled;
+    // Pinned footer: the same recipe gives the same bytes (and the same checksum) every run.
+    opts.vhd_timestamp = Some(SCENARIO_VHD_TIMESTAMP);
+    opts.vhd_unique_id = Some(SCENARIO_VHD_UNIQUE_ID);
     opts.disk_signature = Some(SCENARIO_DISK_SIGNATURE);
     opts.vhd_disk_signature = Some(SCENARIO_VHD_DISK_SIGNATURE);
     opts.loader_guid = ufd_formats::bcd::Guid::parse(SCENARIO_LOADER_GUID);
@@ -364,8 +375,14 @@ fn damage(r: &ImageRecipe, opts: &ProvisionOptions, image: &Path) -> Result<(), 
             })?,
         }
     }
+    if r.vhdx_dirty_log {
+        let name = opts.format.file_name();
+        with_ntfs_mounted(image, layout.ntfs_offset(), |mnt| {
+            dirty_vhdx_log(&mnt.join(name))
+        })?;
+    }
     if r.move_vhd {
-        let name = ufd_provision::VHD_NAME;
+        let name = opts.format.file_name();
         with_ntfs_mounted(image, layout.ntfs_offset(), |mnt| {
             let dir = mnt.join("moved");
             std::fs::create_dir_all(&dir).map_err(|e| herr("mkdir \\moved", e))?;
@@ -399,6 +416,39 @@ fn damage(r: &ImageRecipe, opts: &ProvisionOptions, image: &Path) -> Result<(), 
         f.sync_all().map_err(|e| herr("fsync the image", e))?;
     }
     Ok(())
+}
+
+/// Give the VHDX's current header a non-zero LogGuid (MS-VHDX §2.2.2: the log must be
+/// replayed before the file is used) and re-seal its CRC-32C, in place.
+fn dirty_vhdx_log(path: &Path) -> Result<(), HarnessError> {
+    use std::os::unix::fs::FileExt;
+    use ufd_formats::vhdx::crc32c;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| herr(&format!("open {}", path.display()), e))?;
+    // The two headers at 64 KiB and 128 KiB; the current one has the larger sequence number.
+    let mut best: Option<(u64, u64, Vec<u8>)> = None;
+    for at in [64u64 << 10, 128 << 10] {
+        let mut h = vec![0u8; 4096];
+        f.read_exact_at(&mut h, at)
+            .map_err(|e| herr("read a VHDX header", e))?;
+        if &h[0..4] != b"head" {
+            continue;
+        }
+        let seq = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
+        if best.as_ref().is_none_or(|(s, _, _)| seq > *s) {
+            best = Some((seq, at, h));
+        }
+    }
+    let (_, at, mut h) = best.ok_or_else(|| herr("dirty VHDX log", "no VHDX header found"))?;
+    h[48..64].copy_from_slice(b"ufd-dirty-log-01");
+    let crc = crc32c::checksum_with_zeroed_field(&h, 4);
+    h[4..8].copy_from_slice(&crc.to_le_bytes());
+    f.write_all_at(&h, at)
+        .map_err(|e| herr("write the VHDX header", e))?;
+    f.sync_all().map_err(|e| herr("fsync the VHDX", e))
 }
 
 /// Run `f` with the image's NTFS partition at `offset` mounted read-write through a loop
