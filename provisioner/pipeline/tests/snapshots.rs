@@ -103,3 +103,28 @@ fn provisioned_synthetic_image() {
     let sys = ntfscat(&vhd, "/Windows/System32/config/SYSTEM");
     snap("system_after", &export_touched(&sys));
 }
+
+/// Hyper-V Server 2012 in a fixed VHDX: the store bcdboot's counterpart writes, with the
+/// loader's `device`/`osdevice` naming `\hyperV.vhdx`.
+#[test]
+fn provisioned_vhdx_2012_bcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let wim = ufd_synthetic::build("hyperv-2012", &dir.path().join("vm"), &[])
+        .unwrap()
+        .wim;
+    let out = dir.path().join("ufd.img");
+    let mut opts = options(&wim, &out);
+    opts.format = ufd_provision::ImageFormat::Vhdx;
+    opts.vhd_disk_signature = Some(0x0bad_cafe);
+    opts.loader_guid = Guid::parse("{6d1f4e5a-1b2c-4d3e-8f40-5a6b7c8d9e12}");
+    opts.filetime = Some(129_000_000_000_000_000);
+    ufd_provision::provision(&opts, &mut |_| {}).unwrap();
+    let part = dir.path().join("ufd-part");
+    std::fs::rename(&out, &part).unwrap();
+    collapse_to_partition(&part);
+    let bcd = ntfscat(&part, "/Boot/BCD");
+    let store = Store::from_hive(&Hive::parse(&bcd).unwrap()).unwrap();
+    let text = render_enum(&store, &RenderOptions { verbose: true });
+    assert!(text.contains("\\hyperV.vhdx"), "{text}");
+    snap("vhdx_2012_bcd_enum_v", &text);
+}
