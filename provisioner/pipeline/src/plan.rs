@@ -665,7 +665,7 @@ pub fn windows_plan(opts: &ProvisionOptions, params: &PlanParams) -> Result<Plan
         ufd_size: opts.ufd_size,
         ufd_size_mib: ufd_mib,
         vhd_maximum_mib: vhd_mib,
-        vhd_file_bytes: vhd_file_bytes,
+        vhd_file_bytes,
         esp_size_mib: layout.esp.map(|(_, n)| u64::from(n) * 512 / mib),
         vhd_file,
         vhd_letter: format!("{vl}:"),

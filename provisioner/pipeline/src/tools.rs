@@ -155,6 +155,25 @@ where
         .env("LC_ALL", "C")
         // mtools: the ESP partition file has no drive geometry to check against.
         .env("MTOOLS_SKIP_CHECK", "1");
+    // A tool must not outlive a `ufd` that was killed (kill -9 leaves no destructor to stop
+    // it): the kernel sends it SIGKILL when the thread that started it is gone.
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id();
+        // SAFETY: only async-signal-safe calls between fork and exec (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died between fork and prctl.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("ufd exited while starting the tool"));
+                }
+                Ok(())
+            });
+        }
+    }
     let redirected = stdout_to.is_some();
     match stdout_to {
         Some(f) => cmd.stdout(Stdio::from(f)),
