@@ -85,6 +85,8 @@ pub enum ContainerFormat {
 pub enum Layout {
     Bios,
     Uefi,
+    /// `--firmware both`: the UEFI layout whose NTFS partition is active and BIOS-bootable too.
+    Both,
 }
 
 impl ImageRecipe {

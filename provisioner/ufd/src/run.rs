@@ -291,29 +291,30 @@ fn provision_recipe(
     cache: &Path,
 ) -> Result<PathBuf, HarnessError> {
     let layout = r.layout.unwrap_or(Layout::Uefi);
-    let (image_path, probe, flag, env) = match layout {
-        Layout::Uefi => (
-            "Windows\\Boot\\EFI\\bootmgfw.efi",
-            &probes.uefi,
-            "--probe",
-            "UFD_PROBE_EFI",
-        ),
-        Layout::Bios => (
-            "Windows\\Boot\\PCAT\\bootmgr",
-            &probes.bios,
-            "--bios-probe",
-            "UFD_BIOS_PROBE",
-        ),
+    let need = |probe: &Option<PathBuf>, flag: &str, env: &str| {
+        probe.clone().ok_or_else(|| {
+            HarnessError::config(format!(
+                "provisioning a {layout:?} scenario image needs its guest probe: {flag} FILE or {env} (cargo xtask e2e builds both)"
+            ))
+        })
     };
-    let probe = probe.as_deref().ok_or_else(|| {
-        HarnessError::config(format!(
-            "provisioning a {layout:?} scenario image needs its guest probe: {flag} FILE or {env} (cargo xtask e2e builds both)"
-        ))
-    })?;
-    let overrides = [ufd_synthetic::Override {
-        image_path: image_path.into(),
-        source: probe.to_path_buf(),
-    }];
+    let uefi = || -> Result<ufd_synthetic::Override, HarnessError> {
+        Ok(ufd_synthetic::Override {
+            image_path: "Windows\\Boot\\EFI\\bootmgfw.efi".into(),
+            source: need(&probes.uefi, "--probe", "UFD_PROBE_EFI")?,
+        })
+    };
+    let bios = || -> Result<ufd_synthetic::Override, HarnessError> {
+        Ok(ufd_synthetic::Override {
+            image_path: "Windows\\Boot\\PCAT\\bootmgr".into(),
+            source: need(&probes.bios, "--bios-probe", "UFD_BIOS_PROBE")?,
+        })
+    };
+    let overrides = match layout {
+        Layout::Uefi => vec![uefi()?],
+        Layout::Bios => vec![bios()?],
+        Layout::Both => vec![bios()?, uefi()?],
+    };
     let built = ufd_synthetic::build(&r.synthetic, &cache.join("wim"), &overrides)
         .map_err(|e| herr(&format!("synthetic image {}", r.synthetic), e))?;
     let wim = built.wim;
@@ -325,6 +326,7 @@ fn provision_recipe(
     opts.firmware = match layout {
         Layout::Uefi => Firmware::Uefi,
         Layout::Bios => Firmware::Bios,
+        Layout::Both => Firmware::Both,
     };
     if let Some(size) = r.ufd_size {
         opts.ufd_size = size;
