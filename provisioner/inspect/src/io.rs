@@ -1,5 +1,6 @@
 //! Bounded positioned reads over the layers of a UFD image: the image file, a partition (a byte
-//! range of it), a file inside NTFS (its data runs), and a partition inside that file.
+//! range of it), a file inside NTFS (its data runs), the virtual disk inside a VHDX file
+//! ([`VhdxDev`], mapped by `ufd_formats::vhdx`), and a partition inside that.
 //!
 //! Every layer is a [`Dev`]: a size and `read_at`. Nothing here reads more than the caller
 //! asks for, so a 16 GB sparse image costs only the sectors actually looked at.
@@ -183,6 +184,45 @@ impl Dev for Mapped {
     }
 }
 
+/// The virtual disk inside a VHDX file (issue #7): every read goes through
+/// [`Vhdx::read`](ufd_formats::vhdx::Vhdx::read), which maps virtual offsets to payload blocks
+/// through the BAT — the same mapper `ufd_bootpath::dev::VhdxDisk` uses in the guest, so the
+/// host and the firmware view cannot disagree on where a virtual byte lives. Blocks the file
+/// does not hold (ZERO, NOT_PRESENT, UNDEFINED, UNMAPPED) read as zeros, as Hyper-V and qemu
+/// return them. The file itself is any [`Dev`]: a host file, or [`Mapped`] data runs on the
+/// UFD's NTFS.
+pub struct VhdxDev {
+    file: DevRef,
+    vhdx: Arc<ufd_formats::vhdx::Vhdx>,
+}
+
+impl VhdxDev {
+    /// `vhdx` as opened from `file` ([`Vhdx::open`](ufd_formats::vhdx::Vhdx::open)).
+    pub fn new(file: DevRef, vhdx: Arc<ufd_formats::vhdx::Vhdx>) -> VhdxDev {
+        VhdxDev { file, vhdx }
+    }
+}
+
+impl Dev for VhdxDev {
+    /// The virtual disk size.
+    fn size(&self) -> u64 {
+        self.vhdx.virtual_size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        check(offset, buf.len(), self.size())?;
+        let mut file = Stream::new(self.file.clone());
+        self.vhdx.read(&mut file, offset, buf).map_err(|e| match e {
+            ufd_formats::vhd::ReadError::Io(io) => io::Error::new(
+                io.kind(),
+                format!("VHDX virtual bytes {offset}+{}: {io}", buf.len()),
+            ),
+            ufd_formats::vhd::ReadError::Format(f) => {
+                io::Error::new(io::ErrorKind::InvalidData, f.to_string())
+            }
+        })
+    }
+}
+
 /// `Read + Seek` over a [`Dev`] (for the `ntfs` crate) and `ReadAt` (for `ufd_formats`).
 pub struct Stream {
     pub dev: DevRef,
@@ -293,6 +333,51 @@ mod tests {
         );
         let e = gap.read_at(8, &mut [0u8; 4]).unwrap_err();
         assert!(e.to_string().contains("no data run"), "{e}");
+    }
+
+    /// A fixed VHDX built in memory by `ufd_formats::vhdx::build_fixed` (1 MiB blocks):
+    /// virtual bytes come from `data_offset + offset`, across block boundaries; reads past the
+    /// virtual end and payload the file does not hold are errors, not panics.
+    #[test]
+    fn vhdx_dev_reads_the_virtual_disk_through_the_bat() {
+        use ufd_formats::vhdx::{build_fixed, FixedParams, Guid, Vhdx};
+        const MIB: u64 = 1 << 20;
+        let l = build_fixed(&FixedParams {
+            virtual_size: 3 * MIB,
+            block_size: 1 << 20,
+            logical_sector_size: 512,
+            physical_sector_size: 512,
+            disk_id: Guid([1; 16]),
+            file_write_guid: Guid([2; 16]),
+            data_write_guid: Guid([3; 16]),
+            creator: "test",
+        })
+        .unwrap();
+        let mut file = l.head.clone();
+        file.extend((0..3 * MIB).map(|i| (i / 512 % 251) as u8));
+        assert_eq!(file.len() as u64, l.file_len);
+        let fdev: DevRef = Arc::new(MemDev(file));
+        let x = Vhdx::open(&mut Stream::new(fdev.clone())).unwrap();
+        assert!(x.is_fixed());
+        let v = VhdxDev::new(fdev, Arc::new(x));
+        assert_eq!(v.size(), 3 * MIB);
+        let mut b = vec![0u8; 1024];
+        v.read_at(MIB - 512, &mut b).unwrap(); // sectors 2047 and 2048: two blocks
+        assert!(b[..512].iter().all(|&x| x == (2047 % 251) as u8));
+        assert!(b[512..].iter().all(|&x| x == (2048 % 251) as u8));
+        let e = v.read_at(3 * MIB - 512, &mut b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+        // the same structures over a file cut short: the last block is not there
+        let short: DevRef = Arc::new(MemDev(l.head.clone()));
+        let x = Vhdx::open(&mut Stream::new(Arc::new(MemDev({
+            let mut f = l.head.clone();
+            f.resize(l.file_len as usize, 0);
+            f
+        }))))
+        .unwrap();
+        let v = VhdxDev::new(short, Arc::new(x));
+        let e = v.read_at(0, &mut b).unwrap_err();
+        assert!(e.to_string().contains("VHDX virtual bytes 0+1024"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,18 @@
 //! signature and partition offset; the file's NTFS placement: sparse, compressed, valid data
 //! length) → its fixed-VHD footer → the VHD's own MBR and NTFS → `\Windows\System32\config\SYSTEM`,
 //! `BCD-Template`, `\Windows\Setup\State\State.ini` and the language folders.
+//!
+//! **VHDX** (Hyper-V Server 2012, issue #7): when the loader's file is named `*.vhdx` or starts
+//! with `vhdxfile` (MS-VHDX §2.2.1) — the rule `ufd_bootpath::walk` applies too — it is opened
+//! with [`ufd_formats::vhdx::Vhdx`] instead of reading a footer: current header, region table,
+//! metadata, BAT. IMG-VHD-FIXED then requires a fixed VHDX; a refusal is named first in the
+//! evidence (`not-fixed`, `dirty-log`, `differencing`, `truncated`: [`Refusal::name`]). The
+//! inner MBR, NTFS and SYSTEM hive are read through the BAT ([`io::VhdxDev`], which maps with
+//! the formats reader, as the guest's `VhdxDisk` does), so the image rules and
+//! UFD-WEAR-RESERVE (virtual size against the UFD) are judged exactly as for a VHD. A VHDX
+//! that opens but is dynamic is still walked (its absent blocks read as zeros, as Hyper-V
+//! reads them): IMG-VHD-FIXED fails, and the image rules say what the Windows volume holds.
+//! One that cannot be opened (dirty log, differencing, truncated, corrupt) is not walked.
 //! Every byte is read through bounded positioned reads ([`io`]); only hives, the BCD and
 //! State.ini are read whole (capped at [`MAX_HIVE_BYTES`]).
 //!
@@ -34,9 +46,10 @@ use ufd_formats::bcd::{Device, ElementType, ElementValue, ObjectType, PartitionL
 use ufd_formats::hive::Hive;
 use ufd_formats::mbr::{Mbr, PartitionEntry};
 use ufd_formats::policy::{self, Level, Outcome, Verdict};
-use ufd_formats::vhd::{read_footer, DiskType, Footer};
+use ufd_formats::vhd::{read_footer, DiskType, Footer, ReadError};
+use ufd_formats::vhdx::{Refusal, Vhdx};
 
-use crate::io::{read_vec, Dev, DevRef, FileDev, Slice, Stream};
+use crate::io::{read_vec, Dev, DevRef, FileDev, Slice, Stream, VhdxDev};
 use crate::judge::SetupValues;
 use crate::ntfsvol::{DataFacts, Volume};
 
@@ -46,6 +59,9 @@ pub const EXIT_REQUIREMENT_FAILED: u8 = 3;
 pub const MAX_HIVE_BYTES: u64 = 256 << 20;
 /// The seed's VHD name, used when no BCD names one.
 pub const SEED_VHD_PATH: &str = "\\hyperV.vhd";
+/// The Hyper-V Server 2012 (VHDX) counterpart, tried when no BCD names a file on this UFD
+/// and [`SEED_VHD_PATH`] is absent.
+pub const SEED_VHDX_PATH: &str = "\\hyperV.vhdx";
 
 /// An input that cannot be inspected at all: one line naming the file and the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,10 +185,29 @@ struct Ufd {
     src: String,
 }
 
-/// The VHD: where it was read, its footer (or why not), and its placement on the UFD's NTFS.
+/// What the loader's file turned out to be.
+enum Container {
+    /// A VHD: its footer.
+    Vhd(Box<Footer>),
+    /// A VHDX as opened; `renamed`: the file name does not end in `.vhdx`.
+    Vhdx { vhdx: Arc<Vhdx>, renamed: bool },
+}
+
+impl Container {
+    /// The virtual disk size (what UFD-WEAR-RESERVE weighs against the UFD).
+    fn virtual_size(&self) -> u64 {
+        match self {
+            Container::Vhd(f) => f.current_size,
+            Container::Vhdx { vhdx, .. } => vhdx.virtual_size(),
+        }
+    }
+}
+
+/// The VHD or VHDX: where it was read, its footer or VHDX structures (or why not), and its
+/// placement on the UFD's NTFS.
 struct Vhd {
     src: String,
-    footer: Result<Footer, String>,
+    container: Result<Container, String>,
     placement: Option<DataFacts>,
 }
 
@@ -242,20 +277,33 @@ fn active_partition(mbr: &Mbr) -> Option<(usize, &PartitionEntry)> {
         .find(|(_, p)| p.active && !p.is_empty())
 }
 
-/// Inspect `path`: a UFD disk image, a VHD, a hive or BCD store, or a directory of `ufd sample`
-/// artefacts (`ufd.img`, `hyperV.vhd`, `BCD`, `SYSTEM`, judged together).
+/// Inspect `path`: a UFD disk image, a VHD or VHDX, a hive or BCD store, or a directory of
+/// `ufd sample` artefacts (`ufd.img`, `hyperV.vhd` or `hyperV.vhdx`, `BCD`, `SYSTEM`, judged
+/// together).
 pub fn inspect(path: &Path) -> Result<Report, Error> {
     let mut f = Findings::default();
     if path.is_dir() {
         for (name, kind) in [("ufd.img", 0), ("hyperV.vhd", 1), ("BCD", 2), ("SYSTEM", 2)] {
-            let p = path.join(name);
+            let mut p = path.join(name);
+            if kind == 1 && !p.exists() {
+                // Hyper-V Server 2012's container in place of the VHD.
+                let x = path.join("hyperV.vhdx");
+                if x.exists() {
+                    p = x;
+                }
+            } else if kind == 1 && path.join("hyperV.vhdx").exists() {
+                f.line(format!(
+                    "{}: also present, not judged (one container per directory: inspect it by name)",
+                    path.join("hyperV.vhdx").display()
+                ));
+            }
             if !p.exists() {
                 f.line(format!("{}: absent", p.display()));
                 continue;
             }
             match kind {
                 0 => inspect_disk(&p, &mut f)?,
-                1 => inspect_vhd_file(&p, &mut f)?,
+                1 => inspect_container_file(&p, &mut f)?,
                 _ => {
                     let data = read_whole(&p)?;
                     let src = p.display().to_string();
@@ -266,21 +314,28 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
     } else {
         let dev = FileDev::open(path).map_err(|e| Error(format!("{}: {e}", path.display())))?;
         let size = dev.size();
-        let head = read_vec(&dev, 0, size.min(4) as usize)
+        let head = read_vec(&dev, 0, size.min(8) as usize)
             .map_err(|e| Error(format!("{}: {e}", path.display())))?;
         let tail = read_vec(&dev, size.saturating_sub(512), size.min(512) as usize)
             .map_err(|e| Error(format!("{}: {e}", path.display())))?;
-        if head == b"regf" {
+        let named_vhdx = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("vhdx"));
+        if head.starts_with(b"regf") {
             let data = read_whole(path)?;
             let src = path.display().to_string();
             inspect_hive(&src, &data, &mut f).map_err(|e| Error(format!("{src}: {e}")))?;
-        } else if tail.starts_with(b"conectix") || tail.get(1..9) == Some(b"conectix") {
-            inspect_vhd_file(path, &mut f)?;
+        } else if head.as_slice() == ufd_formats::vhdx::FILE_SIGNATURE
+            || named_vhdx
+            || tail.starts_with(b"conectix")
+            || tail.get(1..9) == Some(b"conectix")
+        {
+            inspect_container_file(path, &mut f)?;
         } else if size >= 512 {
             inspect_disk(path, &mut f)?;
         } else {
             return Err(Error(format!(
-                "{}: not a disk image, VHD, hive or BCD store ({size} bytes)",
+                "{}: not a disk image, VHD, VHDX, hive or BCD store ({size} bytes)",
                 path.display()
             )));
         }
@@ -388,7 +443,8 @@ fn inspect_disk(path: &Path, f: &mut Findings) -> Result<(), Error> {
             f.bcd_problem = Some((e, bcd_src.clone()));
         }
     }
-    // The VHD: the one the BCD's default loader names on this partition, else the seed's name.
+    // The VHD: the one the BCD's default loader names on this partition, else the seed's name
+    // (`\hyperV.vhd`, or `\hyperV.vhdx` when only that exists).
     let named = f.store.as_ref().and_then(|(s, _)| loader_vhd(s));
     let vhd_path = match &named {
         Some((
@@ -404,6 +460,11 @@ fn inspect_disk(path: &Path, f: &mut Findings) -> Result<(), Error> {
             && *offset == base =>
         {
             file.clone()
+        }
+        _ if matches!(vol.stat(SEED_VHD_PATH), Ok(None))
+            && matches!(vol.stat(SEED_VHDX_PATH), Ok(Some(false))) =>
+        {
+            SEED_VHDX_PATH.to_string()
         }
         _ => SEED_VHD_PATH.to_string(),
     };
@@ -428,7 +489,7 @@ fn inspect_disk(path: &Path, f: &mut Findings) -> Result<(), Error> {
                 }
             ));
             f.vhd_on_partition = Some(Ok(format!("{vhd_path} exists ({} bytes)", facts.data_size)));
-            vhd_dev(vdev, vsrc, Some(facts), f);
+            container_dev(vdev, vsrc, &vhd_path, Some(facts), f);
         }
         Ok(None) => {
             f.line(format!("{vsrc}: absent"));
@@ -492,17 +553,144 @@ fn loader_vhd(store: &Store) -> Option<(PartitionLocation, String)> {
     }
 }
 
-fn inspect_vhd_file(path: &Path, f: &mut Findings) -> Result<(), Error> {
+/// A VHD or VHDX given as a file (directly or in a `ufd sample` directory). A bad VHD footer,
+/// or a VHDX whose structures are corrupt, is the file's error (the user asked about it); a
+/// VHDX the deployment cannot use but that is what it says it is (dirty log, differencing,
+/// truncated, dynamic) is a failed IMG-VHD-FIXED verdict naming the refusal, as on a UFD.
+fn inspect_container_file(path: &Path, f: &mut Findings) -> Result<(), Error> {
     let dev: DevRef =
         Arc::new(FileDev::open(path).map_err(|e| Error(format!("{}: {e}", path.display())))?);
     let src = path.display().to_string();
-    // A VHD given as a file: a bad footer is the file's error (the user asked about it).
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(renamed) = is_vhdx(&name, dev.as_ref()) {
+        let mut sig = [0u8; 8];
+        if dev.size() < 8
+            || dev.read_at(0, &mut sig).is_err()
+            || &sig != ufd_formats::vhdx::FILE_SIGNATURE
+        {
+            return Err(Error(format!(
+                "{src}: named .vhdx but not a VHDX: the file type identifier \"vhdxfile\" is not at byte 0 \
+                 (MS-VHDX §2.2.1)"
+            )));
+        }
+        let opened = Vhdx::open(&mut Stream::new(dev.clone()));
+        if let Err(ReadError::Format(e)) = &opened {
+            if Refusal::of(e).is_none() {
+                return Err(Error(format!("{src}: {e}")));
+            }
+        }
+        if let Err(ReadError::Io(e)) = &opened {
+            return Err(Error(format!("{src}: {e}")));
+        }
+        vhdx_dev(dev, src, renamed, opened, None, f);
+        return Ok(());
+    }
     let mut st = Stream::new(dev.clone());
     if let Err(e) = read_footer(&mut st) {
         return Err(Error(format!("{src}: {e}")));
     }
     vhd_dev(dev, src, None, f);
     Ok(())
+}
+
+/// Is `file` (the loader's path or a file name) a VHDX? `Some(false)`: named `*.vhdx`;
+/// `Some(true)`: another name, but it starts with `vhdxfile` (MS-VHDX §2.2.1); `None`: a VHD.
+/// The same rule as `ufd_bootpath::walk`: a file named `.vhdx` is read as a VHDX whatever it
+/// holds, since Windows picks the container format by the extension \[reconstructed\].
+fn is_vhdx(file: &str, dev: &dyn Dev) -> Option<bool> {
+    let named = file
+        .len()
+        .checked_sub(5)
+        .and_then(|i| file.get(i..))
+        .is_some_and(|ext| ext.eq_ignore_ascii_case(".vhdx"));
+    if named {
+        return Some(false);
+    }
+    let mut sig = [0u8; 8];
+    let signed = dev.size() >= 8
+        && dev.read_at(0, &mut sig).is_ok()
+        && &sig == ufd_formats::vhdx::FILE_SIGNATURE;
+    signed.then_some(true)
+}
+
+/// The loader's file on the UFD: a VHDX ([`is_vhdx`]) or a VHD.
+fn container_dev(
+    dev: DevRef,
+    src: String,
+    file: &str,
+    placement: Option<DataFacts>,
+    f: &mut Findings,
+) {
+    match is_vhdx(file, dev.as_ref()) {
+        Some(renamed) => {
+            let opened = Vhdx::open(&mut Stream::new(dev.clone()));
+            vhdx_dev(dev, src, renamed, opened, placement, f);
+        }
+        None => vhd_dev(dev, src, placement, f),
+    }
+}
+
+/// Why a VHDX could not be opened: the refusal's name first when it is one
+/// (`dirty-log: …`, `differencing: …`, `truncated: …`), with the byte offset of the field.
+fn vhdx_open_problem(e: &ReadError<std::io::Error>) -> String {
+    match e {
+        ReadError::Format(fe) => match Refusal::of(fe) {
+            Some(r) => format!("{}: {fe}", r.name()),
+            None => fe.to_string(),
+        },
+        ReadError::Io(io) => format!("VHDX unreadable: {io}"),
+    }
+}
+
+/// The VHDX's structures (as [`Vhdx`]'s summary), its inner MBR and the Windows volume inside
+/// it, read through the BAT.
+fn vhdx_dev(
+    dev: DevRef,
+    src: String,
+    renamed: bool,
+    opened: Result<Vhdx, ReadError<std::io::Error>>,
+    placement: Option<DataFacts>,
+    f: &mut Findings,
+) {
+    let container = match opened {
+        Ok(x) => {
+            let summary = x.to_string();
+            let mut lines = summary.lines();
+            f.line(format!("{src}: {}", lines.next().unwrap_or_default()));
+            for l in lines {
+                f.line(format!("    {l}"));
+            }
+            if renamed {
+                f.line(
+                    "    note: the file name does not end in .vhdx; Windows picks the container format by the \
+                     extension [reconstructed]",
+                );
+            }
+            if !x.is_fixed() {
+                f.line(
+                    "    note: not fixed; the virtual disk is still read through the BAT (blocks the file \
+                     does not hold read as zeros) to judge the Windows volume",
+                );
+            }
+            let x = Arc::new(x);
+            let disk: DevRef = Arc::new(VhdxDev::new(dev, x.clone()));
+            inner_disk(disk, &src, f);
+            Ok(Container::Vhdx { vhdx: x, renamed })
+        }
+        Err(e) => {
+            let problem = vhdx_open_problem(&e);
+            f.line(format!("{src}: {problem}"));
+            Err(problem)
+        }
+    };
+    f.vhd = Some(Vhd {
+        src,
+        container,
+        placement,
+    });
 }
 
 /// The VHD's footer, its inner MBR and the Windows volume inside it.
@@ -534,7 +722,7 @@ fn vhd_dev(dev: DevRef, src: String, placement: Option<DataFacts>, f: &mut Findi
     }
     f.vhd = Some(Vhd {
         src,
-        footer,
+        container: footer.map(|f| Container::Vhd(Box::new(f))),
         placement,
     });
 }
@@ -910,13 +1098,27 @@ fn bcd_verdict(f: &Findings) -> Verdict {
 fn vhd_verdict(v: &Vhd) -> Verdict {
     let mut problems = Vec::new();
     let mut evidence = Vec::new();
-    match &v.footer {
-        Ok(footer) => match footer.require_fixed() {
+    match &v.container {
+        Ok(Container::Vhd(footer)) => match footer.require_fixed() {
             Ok(()) => evidence.push(format!(
                 "fixed VHD, footer checksum valid, file = {} + 512 bytes",
                 footer.current_size
             )),
             Err(e) => problems.push(e.to_string()),
+        },
+        Ok(Container::Vhdx { vhdx, renamed }) => match vhdx.require_fixed() {
+            Ok(()) => evidence.push(format!(
+                "{}; {}; payload in {} file extent(s){}",
+                vhdx.short(),
+                vhdx.header_info().other_text(),
+                vhdx.file_extents,
+                if *renamed {
+                    "; NOTE: the file name does not end in .vhdx (Windows picks the format by extension [reconstructed])"
+                } else {
+                    ""
+                }
+            )),
+            Err(e) => problems.push(format!("{}: {e}", Refusal::NotFixed.name())),
         },
         Err(e) => problems.push(e.clone()),
     }
@@ -1011,12 +1213,20 @@ fn judge_all(f: &mut Findings) -> Vec<Verdict> {
     match (&f.vhd, &f.vhd_missing) {
         (Some(v), _) => {
             out.push(vhd_verdict(v));
-            if let (Some(u), Ok(footer)) = (&f.ufd, &v.footer) {
-                out.push(policy::judge_wear_reserve(
-                    footer.current_size,
+            match (&f.ufd, &v.container) {
+                (Some(u), Ok(container)) => out.push(policy::judge_wear_reserve(
+                    container.virtual_size(),
                     u.size,
                     &format!("{} on {}", v.src, u.src),
-                ));
+                )),
+                // The virtual size is in the structures that could not be read.
+                (Some(_), Err(_)) => out.push(Verdict::new(
+                    policy::UFD_WEAR_RESERVE,
+                    Outcome::NotJudged,
+                    "the virtual disk size is unknown: the container could not be read (see IMG-VHD-FIXED)",
+                    v.src.clone(),
+                )),
+                (None, _) => {}
             }
         }
         (None, Some((why, src))) => out.push(Verdict::new(
