@@ -21,10 +21,14 @@
 //! 3. Disk reads: INT 13h AH=42h through `bios_call`, a thunk from long mode back to real
 //!    mode (long → 16-bit compatibility mode → paging and EFER.LME off → real mode → `int` →
 //!    protected → long mode), into a 32 KiB bounce buffer below 1 MiB, with a chunk cache.
-//! 4. Power-off: ACPI S5 as an OS does it — PM1a_CNT_BLK from the FADT (RSDP → RSDT →
-//!    FACP) and SLP_TYPa from the DSDT's `\_S5` package, written with SLP_EN — so it works on
-//!    whatever PM base the firmware programmed (pc and q35 alike); then QEMU's
-//!    `isa-debug-exit` at 0xF4 (the harness always adds it; exit status 33), then `hlt`.
+//! 4. Power-off: ACPI S5 as an OS does it — the PM1a control port from the FADT (RSDP →
+//!    XSDT/RSDT → FACP, X_PM1a_CNT_BLK or PM1a_CNT_BLK) and SLP_TYPa from the DSDT's `\_S5`
+//!    package, written with SLP_EN — so it works on whatever PM base the firmware programmed
+//!    (pc and q35 alike); then QEMU's `isa-debug-exit` at 0xF4 (the harness always adds it;
+//!    exit status 33), then `hlt`. The tables are parsed by `ufd_bootpath::acpi`, the one
+//!    ACPI parser both guest programs use.
+//! 5. Time: the TSC, calibrated against the ACPI PM timer the same FADT names (INT 15h AH=86h
+//!    only when there is none); `hello` says which (`clock`).
 //!
 //! ## What the BIOS path cannot judge
 //! SeaBIOS answers AH=48h with a 26-byte EDD 1.1 buffer for USB disks (no interface type, no
@@ -81,6 +85,7 @@ use core::cell::UnsafeCell;
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use ufd_bootpath::acpi;
 use ufd_bootpath::dev::Disk;
 use ufd_bootpath::json::{hop_line, verdict_line, Obj};
 use ufd_bootpath::report;
@@ -213,7 +218,7 @@ fn emit(json: &str) {
     write_raw("\n");
 }
 
-/// ACPI PM1a control port and S5 SLP_TYP, found by [`acpi_s5`] at start (0: not found).
+/// ACPI PM1a control port and S5 SLP_TYP, found by [`acpi_facts`] at start (0: not found).
 static PM1A_S5: AtomicU32 = AtomicU32::new(0);
 /// TSC ticks per millisecond once [`Clock::new`] calibrated it (a 3 GHz guess before).
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(3_000_000);
@@ -239,61 +244,42 @@ fn power_off() -> ! {
     }
 }
 
-/// `len` bytes of physical memory below 4 GiB (identity-mapped by entry.S), or `None`.
-fn phys(addr: u64, len: usize) -> Option<&'static [u8]> {
-    let end = addr.checked_add(len as u64)?;
-    if addr == 0 || end > 1 << 32 || len > 1 << 20 {
-        return None;
+/// Physical memory below 4 GiB (identity-mapped by entry.S) as `ufd_bootpath::acpi`'s
+/// memory reader: `false` for address 0 and anything reaching past 4 GiB.
+fn phys_read(addr: u64, buf: &mut [u8]) -> bool {
+    let Some(end) = addr.checked_add(buf.len() as u64) else {
+        return false;
+    };
+    if addr == 0 || end > 1 << 32 {
+        return false;
     }
     // SAFETY: the range is below 4 GiB, mapped by the identity page tables; firmware tables
     // (E820 reserved/ACPI) and the BIOS areas are only read.
-    Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+    unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, buf.as_mut_ptr(), buf.len()) };
+    true
 }
 
-fn le32(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+/// What the stand-in takes from the firmware's ACPI tables, parsed by `ufd_bootpath::acpi`
+/// (RSDP in the EBDA's first KiB or 0xE0000..0xFFFFF → XSDT/RSDT → FACP → DSDT): the S5
+/// soft-off registers (PM1a control port, `\_S5` SLP_TYPa) and the PM timer. Allocation-free:
+/// it runs before the heap exists, so that [`power_off`] can use S5 on every path.
+struct AcpiFacts {
+    s5: Result<(u16, u8), acpi::Error>,
+    pm_timer: Result<acpi::PmTimer, acpi::Error>,
 }
 
-/// The ACPI PM1a control port and the `\_S5` SLP_TYP, from RSDP → RSDT → FACP
-/// (PM1a_CNT_BLK at FADT offset 64, DSDT at 40) → DSDT's `_S5_` package (ACPI spec 5.2,
-/// 7.4.2). `None` on anything unexpected (no allocation: also used before the heap).
-fn acpi_s5(ebda: u64) -> Option<(u16, u8)> {
-    let rsdp = [(ebda, 1024usize), (0xE0000, 0x20000)]
-        .into_iter()
-        .filter(|r| r.0 != 0)
-        .find_map(|(base, len)| {
-            let area = phys(base, len)?;
-            (0..len.saturating_sub(20)).step_by(16).find_map(|o| {
-                let c = &area[o..o + 20];
-                (c.starts_with(b"RSD PTR ") && c.iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0)
-                    .then(|| le32(c, 16))
-                    .flatten()
-            })
-        })?;
-    let table = |addr: u32| -> Option<&'static [u8]> {
-        let hdr = phys(u64::from(addr), 36)?;
-        let len = le32(hdr, 4)? as usize;
-        phys(u64::from(addr), len.max(36))
-    };
-    let rsdt = table(rsdp)?;
-    let facp = (36..rsdt.len())
-        .step_by(4)
-        .filter_map(|o| table(le32(rsdt, o)?))
-        .find(|t| t.starts_with(b"FACP"))?;
-    let port = u16::try_from(le32(facp, 64)?).ok().filter(|p| *p != 0)?;
-    let dsdt = table(le32(facp, 40)?)?;
-    // NameOp '_S5_' PackageOp PkgLength NumElements, then the first element (SLP_TYPa).
-    let at = dsdt.windows(5).position(|w| w == b"_S5_\x12")?;
-    let pkg = dsdt.get(at + 5..at + 12)?;
-    let skip = 1 + usize::from(pkg[0] >> 6); // PkgLength bytes
-    let first = pkg.get(skip + 1..)?;
-    let slp = match first.first()? {
-        0x0A => *first.get(1)?, // BytePrefix
-        0x00 => 0,              // ZeroOp
-        0x01 => 1,              // OneOp
-        other => *other,
-    };
-    Some((port, slp & 7))
+fn acpi_facts(ebda: u64) -> AcpiFacts {
+    let mem = phys_read;
+    match acpi::find_rsdp(&mem, &acpi::bios_rsdp_areas(ebda)).and_then(|r| acpi::fadt(&mem, &r)) {
+        Ok(f) => AcpiFacts {
+            s5: acpi::s5(&mem, &f),
+            pm_timer: f.pm_timer(),
+        },
+        Err(e) => AcpiFacts {
+            s5: Err(e),
+            pm_timer: Err(e),
+        },
+    }
 }
 
 #[panic_handler]
@@ -479,25 +465,58 @@ fn bios_wait_us(us: u32) -> bool {
     r.flags & 1 == 0
 }
 
-/// A millisecond clock from the TSC, calibrated against INT 15h AH=86h (10 ms).
+/// PM-timer ticks the TSC calibration spans at least: 100 ms.
+const CALIBRATION_PM_TICKS: u32 = (acpi::PM_TIMER_HZ / 10) as u32;
+
+/// One 32-bit read of the ACPI PM timer's I/O port.
+fn pm_timer_read(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: an I/O read of the PM timer port the FADT names; reading it has no side effects.
+    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack)) };
+    v
+}
+
+/// A millisecond clock from the TSC, calibrated against the ACPI PM timer (see
+/// `ufd_bootpath::acpi::calibrate_tsc` for why a firmware wait is not good enough under TCG on
+/// a loaded host), else against INT 15h AH=86h (10 ms), else a 3 GHz guess.
 struct Clock {
     t0: u64,
     per_ms: u64,
+    /// What calibrated it, for the `hello` record: `tsc/acpi-pm-timer 0x608`,
+    /// `tsc/firmware-stall (why not the PM timer)` or `tsc/assumed-3GHz (...)`.
+    reference: String,
 }
 
 impl Clock {
-    fn new() -> Clock {
-        let a = rdtsc();
-        let ok = bios_wait_us(10_000);
-        let per_ms = if ok {
-            ((rdtsc() - a) / 10).max(1)
-        } else {
-            TSC_PER_MS.load(Ordering::Relaxed)
+    fn new(pm_timer: &Result<acpi::PmTimer, acpi::Error>) -> Clock {
+        let calibrated = match pm_timer {
+            Ok(t) => {
+                let read = || pm_timer_read(t.port);
+                acpi::calibrate_tsc(&rdtsc, &read, t.bits, CALIBRATION_PM_TICKS)
+                    .map(|c| (c.tsc_per_ms, format!("tsc/acpi-pm-timer {:#x}", t.port)))
+                    .map_err(|e| format!("ACPI PM timer {:#x}: {e}", t.port))
+            }
+            Err(e) => Err(e.to_string()),
         };
+        let (per_ms, reference) = calibrated.unwrap_or_else(|why| {
+            let a = rdtsc();
+            if bios_wait_us(10_000) {
+                (
+                    ((rdtsc() - a) / 10).max(1),
+                    format!("tsc/firmware-stall ({why})"),
+                )
+            } else {
+                (
+                    TSC_PER_MS.load(Ordering::Relaxed),
+                    format!("tsc/assumed-3GHz ({why}; INT 15h AH=86h failed)"),
+                )
+            }
+        });
         TSC_PER_MS.store(per_ms, Ordering::Relaxed);
         Clock {
             t0: rdtsc(),
             per_ms,
+            reference,
         }
     }
     fn ms(&self) -> u64 {
@@ -753,8 +772,8 @@ extern "C" fn rust_main(bootinfo: *const u8) -> ! {
         b: unsafe { core::ptr::read(bootinfo as *const [u8; BOOTINFO_LEN]) },
     };
     let ebda = u64::from(bi.u16(BI_EBDA)) << 4;
-    let acpi = acpi_s5(ebda);
-    if let Some((port, slp)) = acpi {
+    let acpi = acpi_facts(ebda);
+    if let Ok((port, slp)) = acpi.s5 {
         PM1A_S5.store(u32::from(port) | (u32::from(slp) << 16), Ordering::Relaxed);
     }
     let (entries, n) = bi.e820();
@@ -764,13 +783,14 @@ extern "C" fn rust_main(bootinfo: *const u8) -> ! {
         write_raw("{\"event\":\"refused\",\"hop\":\"mbr\",\"evidence\":\"no E820 RAM region of 16 MiB above 2 MiB for the heap\"}\n");
         power_off();
     };
-    let clock = Clock::new();
+    let clock = Clock::new(&acpi.pm_timer);
     emit(
         &Obj::new()
             .str("event", "hello")
             .str("probe", "ufd-bios-probe")
             .str("version", env!("CARGO_PKG_VERSION"))
             .num("tsc_per_ms", clock.per_ms)
+            .str("clock", &clock.reference)
             .finish(),
     );
 
@@ -803,10 +823,12 @@ extern "C" fn rust_main(bootinfo: *const u8) -> ! {
             .str("image_end", &hex(bss_end, 5))
             .str("ebda", &hex(ebda, 5))
             .bool("image_below_ebda", ebda == 0 || bss_end <= ebda)
-            .opt_str(
+            .str(
                 "acpi_pm1a_cnt",
-                acpi.map(|(p, s)| format!("{p:#x} (S5 SLP_TYP {s})"))
-                    .as_deref(),
+                &match acpi.s5 {
+                    Ok((p, s)) => format!("{p:#x} (S5 SLP_TYP {s})"),
+                    Err(e) => format!("none: {e}"),
+                },
             )
             .finish(),
     );

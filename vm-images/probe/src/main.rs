@@ -29,8 +29,14 @@
 //!
 //! Bad data never hangs it: a corrupt BCD, VHD or hive is a failed hop and a verdict.
 //!
-//! `unsafe` is confined to port I/O (0xE9 and PCI configuration 0xCF8/0xCFC), RDMSR of EFER,
-//! RDTSC, and opening protocols non-exclusively (`GetProtocol`, so no driver is disconnected).
+//! Time is the TSC, calibrated at start against the ACPI PM timer the FADT names (found
+//! through the EFI configuration table's ACPI 2.0 RSDP and parsed by `ufd_bootpath::acpi`);
+//! the `hello` record says which reference calibrated it (`clock`), and falls back to the
+//! firmware's Stall only when there is no usable PM timer.
+//!
+//! `unsafe` is confined to port I/O (0xE9, PCI configuration 0xCF8/0xCFC, the PM timer), RDMSR
+//! of EFER, RDTSC, reads of the ACPI tables inside the firmware's memory map, and opening
+//! protocols non-exclusively (`GetProtocol`, so no driver is disconnected).
 #![no_std]
 #![no_main]
 
@@ -54,7 +60,9 @@ use uefi::proto::media::block::BlockIO;
 use uefi::proto::usb::io::UsbIo;
 use uefi::proto::ProtocolPointer;
 use uefi::runtime::ResetType;
+use uefi::table::cfg::ConfigTableEntry;
 
+use ufd_bootpath::acpi;
 use ufd_bootpath::guest::{self, CpuFacts, HostController, UsbFacts};
 use ufd_bootpath::json::{hop_line, verdict_line, Obj};
 use ufd_bootpath::report::{self, PREFIX};
@@ -92,20 +100,110 @@ fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// A millisecond clock from the TSC, calibrated against the firmware's Stall.
+/// PM-timer ticks the TSC calibration spans at least: 100 ms.
+const CALIBRATION_PM_TICKS: u32 = (acpi::PM_TIMER_HZ / 10) as u32;
+
+/// One 32-bit read of the ACPI PM timer's I/O port (QEMU's `acpi_pm_tmr_ops` accept 4-byte
+/// accesses only).
+fn pm_timer_read(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: an I/O read of the PM timer port the FADT names; reading it has no side effects.
+    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack)) };
+    v
+}
+
+/// The firmware's memory map as sorted, merged `[start, end)` physical ranges: the only
+/// memory the ACPI reader touches (UEFI identity-maps it).
+fn memory_ranges() -> Vec<(u64, u64)> {
+    let mut r: Vec<(u64, u64)> = match boot::memory_map(MemoryType::LOADER_DATA) {
+        Ok(map) => map
+            .entries()
+            .map(|d| {
+                let start = d.phys_start;
+                (
+                    start,
+                    start.saturating_add(d.page_count.saturating_mul(4096)),
+                )
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    r.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(r.len());
+    for (a, b) in r {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+}
+
+/// The ACPI PM timer from the firmware's tables: RSDP from the EFI configuration table (ACPI
+/// 2.0 GUID, else 1.0), then `ufd_bootpath::acpi` (XSDT/RSDT → FACP → X_PM_TMR_BLK or
+/// PM_TMR_BLK). The error says why there is none.
+fn acpi_pm_timer() -> Result<acpi::PmTimer, String> {
+    let rsdp = uefi::system::with_config_table(|t| {
+        [ConfigTableEntry::ACPI2_GUID, ConfigTableEntry::ACPI_GUID]
+            .iter()
+            .find_map(|g| t.iter().find(|e| e.guid == *g))
+            .map(|e| e.address as u64)
+    })
+    .ok_or("no ACPI table in the EFI configuration table")?;
+    let ranges = memory_ranges();
+    let mem = |at: u64, buf: &mut [u8]| -> bool {
+        let Some(end) = at.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        if at == 0 || !ranges.iter().any(|r| r.0 <= at && end <= r.1) {
+            return false;
+        }
+        // SAFETY: the range lies in the firmware's memory map, which boot services keep
+        // identity-mapped; ACPI tables are only read.
+        unsafe { core::ptr::copy_nonoverlapping(at as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
+    };
+    let rsdp = acpi::rsdp_at(&mem, rsdp).map_err(|e| e.to_string())?;
+    acpi::fadt(&mem, &rsdp)
+        .and_then(|f| f.pm_timer())
+        .map_err(|e| e.to_string())
+}
+
+/// A millisecond clock from the TSC, calibrated against the ACPI PM timer (see
+/// `ufd_bootpath::acpi::calibrate_tsc` for why a firmware stall is not good enough under TCG
+/// on a loaded host), or against the firmware's Stall when there is no usable PM timer.
 struct Clock {
     t0: u64,
     per_ms: u64,
+    /// What calibrated it, for the `hello` record: `tsc/acpi-pm-timer 0x608` or
+    /// `tsc/firmware-stall (why not the PM timer)`.
+    reference: String,
 }
 
 impl Clock {
     fn new() -> Clock {
-        let a = rdtsc();
-        boot::stall(Duration::from_millis(10));
-        let per_ms = ((rdtsc() - a) / 10).max(1);
+        let stall = || {
+            let a = rdtsc();
+            boot::stall(Duration::from_millis(10));
+            ((rdtsc() - a) / 10).max(1)
+        };
+        let (per_ms, reference) = match acpi_pm_timer() {
+            Ok(t) => {
+                let read = || pm_timer_read(t.port);
+                match acpi::calibrate_tsc(&rdtsc, &read, t.bits, CALIBRATION_PM_TICKS) {
+                    Ok(c) => (c.tsc_per_ms, format!("tsc/acpi-pm-timer {:#x}", t.port)),
+                    Err(e) => (
+                        stall(),
+                        format!("tsc/firmware-stall (ACPI PM timer {:#x}: {e})", t.port),
+                    ),
+                }
+            }
+            Err(why) => (stall(), format!("tsc/firmware-stall ({why})")),
+        };
         Clock {
             t0: rdtsc(),
             per_ms,
+            reference,
         }
     }
     fn ms(&self) -> u64 {
@@ -580,6 +678,7 @@ fn main() -> Status {
             .str("probe", "ufd-probe")
             .str("version", env!("CARGO_PKG_VERSION"))
             .num("tsc_per_ms", clock.per_ms)
+            .str("clock", &clock.reference)
             .finish(),
     );
     let cpu = cpu_facts();
