@@ -24,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod dev;
 pub mod fat;
 pub mod guest;
