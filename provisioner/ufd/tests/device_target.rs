@@ -187,3 +187,79 @@ fn unconfirmed_device_is_untouched() {
     assert!(err.contains("ALL DATA on"), "{err}");
     assert_eq!(sha(&image), before, "an unconfirmed device must not change");
 }
+
+/// SIGINT during the device write: the CLI stops between chunks, says what state the device is
+/// in, exits 130, and that statement is true of the device. Made deterministic by stopping the
+/// process (SIGSTOP) on its first flushed-progress event, queueing SIGINT, then continuing it.
+/// The small synthetic image is one flush interval, so the interrupt lands after the last data
+/// flush, during the read-back: "written and flushed completely; verification not finished",
+/// with the MBR in place. (The mid-data case — sector 0 left zero, "partition table not
+/// written" — is tested on the writer itself in ufd-device's write tests.)
+#[test]
+fn sigint_during_the_device_write_says_the_true_state() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("stick.img");
+    let mut child = ufd()
+        .arg("provision")
+        .arg("--loop")
+        .arg(&image)
+        .args(SMALL)
+        .arg("--work-dir")
+        .arg(dir.path())
+        .arg("--json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            panic!("no progress event before the end:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains("\"event\":\"device-progress\"") {
+            break;
+        }
+    }
+    for sig in ["-STOP", "-INT", "-CONT"] {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    let st = child.wait().unwrap();
+    seen.push_str(&rest);
+    assert_eq!(st.code(), Some(130), "{seen}");
+    assert!(seen.contains("interrupted after"), "{seen}");
+    assert!(!seen.contains("device-written"), "{seen}");
+    assert_eq!(attached_to(&image), "", "the loop device must be detached");
+    let mut head = [0u8; 512];
+    std::fs::File::open(&image)
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    if seen.contains("partition table not written") {
+        assert!(
+            head.iter().all(|&b| b == 0),
+            "sector 0 must be zero: {seen}"
+        );
+    } else {
+        assert!(
+            seen.contains("written and flushed completely"),
+            "the message must say what state the device is in: {seen}"
+        );
+        assert_eq!(
+            &head[510..],
+            &[0x55, 0xAA],
+            "the MBR must be in place: {seen}"
+        );
+    }
+}
