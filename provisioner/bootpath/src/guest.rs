@@ -1,126 +1,28 @@
 //! The OEM rules only the server itself can answer — the processor and how the UFD hangs off
-//! the USB bus — judged from evidence a firmware-side probe collected (CPUID/MSRs, the boot
-//! device's device path, UsbIo descriptors, BlockIo media). Pure functions over plain facts,
-//! like `ufd_formats::policy` (candidates to move there; the same rule IDs).
-//! Rule texts: shared/design/policy-rules.md.
+//! the USB bus — as the firmware-side probe sees them (CPUID/MSRs, the boot device's device
+//! path, UsbIo descriptors, BlockIo media).
+//!
+//! The decisions are `ufd_formats::policy`'s, shared with `ufd check-device`: the USB and
+//! topology judges here turn [`UsbFacts`] into a [`policy::UsbDeviceFacts`], let
+//! `policy::usb` decide, and word the evidence in firmware terms (BlockIo, UsbIo, device path)
+//! — the strings the probes print and the e2e snapshots record. The processor facts and judges
+//! are `policy::host`'s, re-exported here. Rule texts: shared/design/policy-rules.md.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use ufd_formats::policy::{self, Outcome, Verdict};
+use ufd_formats::policy::usb::{
+    self as rules, ControllerSharing, Dedicated, MscClass, NestedHub, Removable, Usb2, UsbInterface,
+};
+use ufd_formats::policy::{self, UsbDeviceFacts, Verdict};
 
-/// What the processor reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CpuFacts {
-    /// CPUID 0x80000001 EDX bit 29.
-    pub long_mode: bool,
-    /// CPUID 0x80000001 EDX bit 20 (NX/XD).
-    pub nx: bool,
-    /// EFER.NXE (bit 11) as the firmware left it, if read.
-    pub efer_nxe: Option<bool>,
-    /// CPUID 1 ECX bit 5 (Intel VT-x).
-    pub vmx: bool,
-    /// CPUID 0x80000001 ECX bit 2 (AMD-V).
-    pub svm: bool,
-    /// IA32_FEATURE_CONTROL (MSR 0x3A), if read: bit 0 lock, bit 2 VMX outside SMX.
-    pub feature_control: Option<u64>,
-    /// AMD VM_CR (MSR 0xC0010114), if read: bit 4 SVMDIS.
-    pub vm_cr: Option<u64>,
-    /// CPUID 0 vendor string.
-    pub vendor: String,
-    /// CPUID 0x40000000 hypervisor vendor, when running under one.
-    pub hypervisor: Option<String>,
-}
+/// The processor facts and the HOST-X64/NX/VT judges (moved to `ufd_formats::policy::host`).
+pub use ufd_formats::policy::host::{judge_nx, judge_vt, judge_x64, CpuFacts};
 
-/// HOST-X64: long mode.
-pub fn judge_x64(c: &CpuFacts, source: &str) -> Verdict {
-    let outcome = if c.long_mode {
-        Outcome::Pass
-    } else {
-        Outcome::Fail
-    };
-    Verdict::new(
-        policy::HOST_X64,
-        outcome,
-        format!("CPUID 80000001h EDX.LM = {}", u8::from(c.long_mode)),
-        source,
-    )
-}
-
-/// HOST-NX: NX available; when EFER was read, whether the firmware enabled it is quoted (a
-/// UEFI firmware that leaves NXE clear still lets Windows enable it, so only availability fails).
-pub fn judge_nx(c: &CpuFacts, source: &str) -> Verdict {
-    let nxe = c
-        .efer_nxe
-        .map_or(String::new(), |e| format!(", EFER.NXE = {}", u8::from(e)));
-    let outcome = if c.nx { Outcome::Pass } else { Outcome::Fail };
-    Verdict::new(
-        policy::HOST_NX,
-        outcome,
-        format!("CPUID 80000001h EDX.NX = {}{nxe}", u8::from(c.nx)),
-        source,
-    )
-}
-
-/// HOST-VT: VMX or SVM present, and not locked off by the firmware where the MSR was read
-/// (Intel: FEATURE_CONTROL locked with VMX-outside-SMX clear; AMD: VM_CR.SVMDIS set).
-pub fn judge_vt(c: &CpuFacts, source: &str) -> Verdict {
-    let mut ev = format!("CPUID VMX = {}, SVM = {}", u8::from(c.vmx), u8::from(c.svm));
-    if let Some(fc) = c.feature_control {
-        ev.push_str(&format!(", IA32_FEATURE_CONTROL = {fc:#x}"));
-    }
-    if let Some(vc) = c.vm_cr {
-        ev.push_str(&format!(", VM_CR = {vc:#x}"));
-    }
-    if let Some(h) = &c.hypervisor {
-        ev.push_str(&format!(", under hypervisor {h:?}"));
-    }
-    let intel_off = c.vmx && c.feature_control.is_some_and(|f| f & 1 != 0 && f & 4 == 0);
-    let amd_off = c.svm && c.vm_cr.is_some_and(|v| v & 0x10 != 0);
-    let outcome = if !(c.vmx || c.svm) {
-        ev.push_str(": no hardware virtualization");
-        Outcome::Fail
-    } else if (intel_off || !c.vmx) && (amd_off || !c.svm) {
-        ev.push_str(": disabled by firmware");
-        Outcome::Fail
-    } else {
-        Outcome::Pass
-    };
-    Verdict::new(policy::HOST_VT, outcome, ev, source)
-}
-
-/// USB host controller kind, from the PCI class code 0C03h programming interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HostController {
-    Uhci,
-    Ohci,
-    Ehci,
-    Xhci,
-    Other(u8),
-}
-
-impl HostController {
-    /// From PCI prog-if (class 0Ch, subclass 03h): 00 UHCI, 10 OHCI, 20 EHCI, 30 xHCI.
-    pub fn from_prog_if(p: u8) -> Self {
-        match p {
-            0x00 => HostController::Uhci,
-            0x10 => HostController::Ohci,
-            0x20 => HostController::Ehci,
-            0x30 => HostController::Xhci,
-            o => HostController::Other(o),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            HostController::Uhci => "UHCI",
-            HostController::Ohci => "OHCI",
-            HostController::Ehci => "EHCI",
-            HostController::Xhci => "xHCI",
-            HostController::Other(_) => "other",
-        }
-    }
-}
+/// USB host controller kind from the PCI prog-if: `ufd_formats::policy::ControllerKind` (the
+/// same type `ufd check-device` reads from sysfs).
+pub use ufd_formats::policy::ControllerKind as HostController;
 
 /// How the boot device hangs off the USB bus, as the firmware sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -144,173 +46,143 @@ pub struct UsbFacts {
     pub others_on_root_port: Vec<String>,
 }
 
-/// UFD-NONREMOVABLE from BlockIo `RemovableMedia`.
+impl UsbFacts {
+    /// The facts the shared judges take. UsbIo does not report the link speed; the hub depth
+    /// and the controller's population exist only for a USB device path.
+    pub fn policy_facts(&self) -> UsbDeviceFacts {
+        let on_usb = self.usb_nodes > 0;
+        UsbDeviceFacts {
+            removable: self.removable,
+            bcd_usb: self.bcd_usb,
+            speed: None,
+            interface: self.interface.map(|(class, s, p)| UsbInterface {
+                class,
+                subclass: Some(s),
+                protocol: Some(p),
+            }),
+            hubs_between: self
+                .usb_nodes
+                .checked_sub(1)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            controller: self.controller,
+            sharing: on_usb.then_some(ControllerSharing {
+                others_on_controller: self.others_on_controller.len(),
+                others_on_root_port: self.others_on_root_port.len(),
+            }),
+        }
+    }
+}
+
+/// UFD-NONREMOVABLE from BlockIo `RemovableMedia` (`policy::usb::judge_removable`).
 pub fn judge_removable(u: &UsbFacts, source: &str) -> Verdict {
-    match u.removable {
-        None => Verdict::new(
-            policy::UFD_NONREMOVABLE,
-            Outcome::NotJudged,
-            "RemovableMedia not read",
-            source,
-        ),
-        Some(r) => Verdict::new(
-            policy::UFD_NONREMOVABLE,
-            if r { Outcome::Fail } else { Outcome::Pass },
-            format!(
-                "BlockIo RemovableMedia = {} ({})",
-                u8::from(r),
-                if r {
-                    "the UFD reports removable media (RMB = 1)"
-                } else {
-                    "fixed media"
-                }
-            ),
-            source,
-        ),
-    }
+    let j = rules::judge_removable(&u.policy_facts());
+    let ev = match j.finding {
+        Removable::NotObserved => String::from("RemovableMedia not read"),
+        Removable::FixedMedia => String::from("BlockIo RemovableMedia = 0 (fixed media)"),
+        Removable::RemovableMedia => {
+            String::from("BlockIo RemovableMedia = 1 (the UFD reports removable media (RMB = 1))")
+        }
+    };
+    Verdict::new(policy::UFD_NONREMOVABLE, j.outcome, ev, source)
 }
 
-/// UFD-USB2: `bcdUSB` at least 2.00 (a USB 3 stick is USB 2.0 compatible).
+/// UFD-USB2 from the UsbIo device descriptor's `bcdUSB` and the controller kind
+/// (`policy::usb::judge_usb2`; the firmware does not show the link speed).
 pub fn judge_usb2(u: &UsbFacts, source: &str) -> Verdict {
-    let Some(b) = u.bcd_usb else {
-        return Verdict::new(
-            policy::UFD_USB2,
-            Outcome::NotJudged,
-            "no USB device descriptor read",
-            source,
-        );
-    };
+    let j = rules::judge_usb2(&u.policy_facts());
+    let b = u.bcd_usb.unwrap_or(0);
     let version = format!("bcdUSB = {:x}.{:02x}", b >> 8, b & 0xFF);
-    if b < 0x0200 {
-        return Verdict::new(policy::UFD_USB2, Outcome::Fail, version, source);
-    }
-    // The stick may speak USB 2.0, but behind a USB 1.1 host controller (a UHCI/OHCI root, e.g.
-    // an EHCI's companion) the boot device runs at full speed, 12 Mb/s: the server is not
-    // giving the UFD the USB 2.0 path the seed requires.
-    match u.controller {
-        Some(c @ (HostController::Uhci | HostController::Ohci)) => Verdict::new(
-            policy::UFD_USB2,
-            Outcome::Fail,
-            format!(
-                "{version}, but attached through a USB 1.1 {c:?} controller (full speed, 12 Mb/s)"
-            ),
-            source,
+    // Controller kinds are quoted with their Debug names (`Ehci`), as the probes always did.
+    let ev = match j.finding {
+        Usb2::NoDescriptor => String::from("no USB device descriptor read"),
+        Usb2::Usb1Device => version,
+        Usb2::Usb11Controller(c) => format!(
+            "{version}, but attached through a USB 1.1 {c:?} controller (full speed, 12 Mb/s)"
         ),
-        Some(c) => Verdict::new(
-            policy::UFD_USB2,
-            Outcome::Pass,
-            format!("{version} on a {c:?} controller"),
-            source,
-        ),
-        None => Verdict::new(
-            policy::UFD_USB2,
-            Outcome::Pass,
-            format!("{version} (controller not identified)"),
-            source,
-        ),
-    }
+        Usb2::BelowHighSpeed(s) => {
+            format!("{version}, but the link runs at {s:?} speed, below high speed (480 Mb/s)")
+        }
+        Usb2::Compatible(_) => match u.controller {
+            Some(c) => format!("{version} on a {c:?} controller"),
+            None => format!("{version} (controller not identified)"),
+        },
+    };
+    Verdict::new(policy::UFD_USB2, j.outcome, ev, source)
 }
 
-/// UFD-MSC-CLASS: interface class 08h. Subclass 06h (SCSI transparent) with protocol 50h
-/// (bulk-only) is what Windows' usbstor.sys boots from; other subclasses are quoted.
+/// UFD-MSC-CLASS from the UsbIo interface descriptor (`policy::usb::judge_msc_class`).
 pub fn judge_msc_class(u: &UsbFacts, source: &str) -> Verdict {
-    match u.interface {
-        None => Verdict::new(
-            policy::UFD_MSC_CLASS,
-            Outcome::NotJudged,
-            "no USB interface descriptor read",
-            source,
-        ),
-        Some((c, s, p)) => Verdict::new(
-            policy::UFD_MSC_CLASS,
-            if c == 0x08 {
-                Outcome::Pass
-            } else {
-                Outcome::Fail
-            },
-            format!("interface class {c:02x}h subclass {s:02x}h protocol {p:02x}h"),
-            source,
-        ),
-    }
+    let j = rules::judge_msc_class(&u.policy_facts());
+    let ev = match (j.finding, u.interface) {
+        (MscClass::NoInterface, _) | (_, None) => String::from("no USB interface descriptor read"),
+        (_, Some((c, s, p))) => {
+            format!("interface class {c:02x}h subclass {s:02x}h protocol {p:02x}h")
+        }
+    };
+    Verdict::new(policy::UFD_MSC_CLASS, j.outcome, ev, source)
 }
 
-/// TOPO-NO-NESTED-HUB: the seed says "do not expose the flash device over a nested hub". The
-/// project reads that as: no external hub between the controller's root hub and the UFD, i.e.
-/// exactly one `USB()` node in its device path (a hub adds one node per level).
+/// TOPO-NO-NESTED-HUB from the `USB()` nodes of the UFD's device path: one node = a root
+/// port, each hub adds one (`policy::usb::judge_nested_hub`).
 pub fn judge_nested_hub(u: &UsbFacts, source: &str) -> Verdict {
-    let outcome = match u.usb_nodes {
-        0 => Outcome::NotJudged,
-        1 => Outcome::Pass,
-        _ => Outcome::Fail,
+    let j = rules::judge_nested_hub(&u.policy_facts());
+    let ev = match j.finding {
+        NestedHub::NotObserved => format!("not a USB device path: {}", u.path),
+        NestedHub::RootPort => format!("on a root port: {}", u.path),
+        NestedHub::BehindHubs(n) => format!("behind {n} hub level(s): {}", u.path),
     };
-    let ev = match u.usb_nodes {
-        0 => format!("not a USB device path: {}", u.path),
-        1 => format!("on a root port: {}", u.path),
-        n => format!("behind {} hub level(s): {}", n - 1, u.path),
-    };
-    Verdict::new(policy::TOPO_NO_NESTED_HUB, outcome, ev, source)
+    Verdict::new(policy::TOPO_NO_NESTED_HUB, j.outcome, ev, source)
 }
 
-/// TOPO-DEDICATED-CONTROLLER: alone on its controller passes; sharing the controller but not
-/// the root port misses the recommendation's first choice (warn); sharing the root port warns
-/// with the devices named.
+/// TOPO-DEDICATED-CONTROLLER from the device paths of every UsbIo handle
+/// (`policy::usb::judge_dedicated`): alone on an EHCI passes; sharing the controller, or its
+/// root port, or being alone on a controller not shown to be EHCI warns.
 pub fn judge_dedicated(u: &UsbFacts, source: &str) -> Verdict {
-    if u.usb_nodes == 0 {
-        return Verdict::new(
-            policy::TOPO_DEDICATED_CONTROLLER,
-            Outcome::NotJudged,
-            "the boot device is not on USB",
-            source,
-        );
-    }
+    let j = rules::judge_dedicated(&u.policy_facts());
     let ctl = format!(
         "{} controller {}",
         u.controller.map_or("USB", HostController::name),
         u.controller_path
     );
-    let (outcome, ev) = if u.others_on_controller.is_empty() {
-        (
-            Outcome::Pass,
-            format!("{ctl}: the UFD is its only USB device"),
-        )
-    } else if u.others_on_root_port.is_empty() {
-        (
-            Outcome::Warn,
-            format!(
-                "{ctl} is shared ({}); the UFD's root port is dedicated",
-                u.others_on_controller.join(", ")
-            ),
-        )
-    } else {
-        (
-            Outcome::Warn,
-            format!(
-                "{ctl} is shared and so is the UFD's root port ({})",
-                u.others_on_root_port.join(", ")
-            ),
-        )
+    let ev = match j.finding {
+        Dedicated::NotObserved => String::from("the boot device is not on USB"),
+        Dedicated::DedicatedEhci => format!("{ctl}: the UFD is its only USB device"),
+        Dedicated::SharedController => format!(
+            "{ctl} is shared ({}); the UFD's root port is dedicated",
+            u.others_on_controller.join(", ")
+        ),
+        Dedicated::SharedRootPort => format!(
+            "{ctl} is shared and so is the UFD's root port ({})",
+            u.others_on_root_port.join(", ")
+        ),
+        Dedicated::AloneNotEhci(kind) => format!(
+            "{ctl}: the UFD is its only USB device, but the seed recommends a dedicated EHCI controller{}",
+            match kind {
+                Some(HostController::Xhci) => " (Windows Server 2008 R2 has no inbox xHCI driver)",
+                None => " (the controller's type was not identified)",
+                Some(_) => "",
+            }
+        ),
     };
-    Verdict::new(policy::TOPO_DEDICATED_CONTROLLER, outcome, ev, source)
+    Verdict::new(policy::TOPO_DEDICATED_CONTROLLER, j.outcome, ev, source)
 }
 
 /// HOST-USB-BOOT: the firmware loaded this very probe from the UFD over USB (its LoadedImage
-/// device path has `USB()` nodes); a probe loaded from elsewhere cannot tell.
+/// device path has `USB()` nodes); a probe loaded from elsewhere cannot tell
+/// (`policy::usb::judge_usb_boot`).
 pub fn judge_usb_boot(u: &UsbFacts, source: &str) -> Verdict {
-    if u.usb_nodes > 0 {
-        Verdict::new(
-            policy::HOST_USB_BOOT,
-            Outcome::Pass,
-            format!("the firmware booted this probe from {}", u.path),
-            source,
-        )
+    let over_usb = u.usb_nodes > 0;
+    let ev = if over_usb {
+        format!("the firmware booted this probe from {}", u.path)
     } else {
-        Verdict::new(
-            policy::HOST_USB_BOOT,
-            Outcome::NotJudged,
-            format!("the probe was not loaded from USB ({})", u.path),
-            source,
-        )
-    }
+        format!("the probe was not loaded from USB ({})", u.path)
+    };
+    Verdict::new(
+        policy::HOST_USB_BOOT,
+        rules::judge_usb_boot(over_usb),
+        ev,
+        source,
+    )
 }
 
 /// Split a device path text into nodes (`A/B(x,y)/C` → `["A", "B(x,y)", "C"]`).
@@ -334,6 +206,7 @@ pub fn usb_topology(path: &str) -> (usize, String, Option<String>) {
 mod tests {
     use super::*;
     use rstest::rstest;
+    use ufd_formats::policy::Outcome;
 
     #[rstest]
     #[case(
@@ -354,98 +227,212 @@ mod tests {
         assert_eq!((c, prefix.as_str(), root.as_deref()), (n, ctl, port));
     }
 
+    const DISK: &str = "PciRoot(0x0)/Pci(0x4,0x0)/USB(0x0,0x0)";
+
+    fn on_root_port() -> UsbFacts {
+        UsbFacts {
+            path: DISK.into(),
+            controller_path: "PciRoot(0x0)/Pci(0x4,0x0)".into(),
+            controller: Some(HostController::Ehci),
+            usb_nodes: 1,
+            ..UsbFacts::default()
+        }
+    }
+
+    /// The firmware wording of every finding; the e2e snapshots record the passing ones.
     #[rstest]
-    #[case(Some(false), Outcome::Pass)]
-    #[case(Some(true), Outcome::Fail)]
-    #[case(None, Outcome::NotJudged)]
-    fn removable(#[case] r: Option<bool>, #[case] o: Outcome) {
+    #[case(Some(false), Outcome::Pass, "BlockIo RemovableMedia = 0 (fixed media)")]
+    #[case(
+        Some(true),
+        Outcome::Fail,
+        "BlockIo RemovableMedia = 1 (the UFD reports removable media (RMB = 1))"
+    )]
+    #[case(None, Outcome::NotJudged, "RemovableMedia not read")]
+    fn removable(#[case] r: Option<bool>, #[case] o: Outcome, #[case] ev: &str) {
         let u = UsbFacts {
             removable: r,
             ..UsbFacts::default()
         };
-        assert_eq!(judge_removable(&u, "t").outcome, o);
+        let v = judge_removable(&u, "t");
+        assert_eq!(
+            (v.rule, v.outcome, v.evidence.as_str()),
+            (policy::UFD_NONREMOVABLE, o, ev)
+        );
     }
 
     #[rstest]
-    #[case(0x0110, None, Outcome::Fail)]
-    #[case(0x0200, None, Outcome::Pass)]
-    #[case(0x0300, Some(HostController::Xhci), Outcome::Pass)]
-    #[case(0x0200, Some(HostController::Ehci), Outcome::Pass)]
-    #[case(0x0200, Some(HostController::Uhci), Outcome::Fail)]
-    #[case(0x0200, Some(HostController::Ohci), Outcome::Fail)]
-    fn usb2(#[case] b: u16, #[case] c: Option<HostController>, #[case] o: Outcome) {
+    #[case(None, None, Outcome::NotJudged, "no USB device descriptor read")]
+    #[case(Some(0x0110), None, Outcome::Fail, "bcdUSB = 1.10")]
+    #[case(
+        Some(0x0110),
+        Some(HostController::Uhci),
+        Outcome::Fail,
+        "bcdUSB = 1.10"
+    )]
+    #[case(
+        Some(0x0200),
+        None,
+        Outcome::Pass,
+        "bcdUSB = 2.00 (controller not identified)"
+    )]
+    #[case(
+        Some(0x0300),
+        Some(HostController::Xhci),
+        Outcome::Pass,
+        "bcdUSB = 3.00 on a Xhci controller"
+    )]
+    #[case(
+        Some(0x0200),
+        Some(HostController::Ehci),
+        Outcome::Pass,
+        "bcdUSB = 2.00 on a Ehci controller"
+    )]
+    #[case(
+        Some(0x0200),
+        Some(HostController::Other(0x80)),
+        Outcome::Pass,
+        "bcdUSB = 2.00 on a Other(128) controller"
+    )]
+    #[case(
+        Some(0x0200),
+        Some(HostController::Uhci),
+        Outcome::Fail,
+        "bcdUSB = 2.00, but attached through a USB 1.1 Uhci controller (full speed, 12 Mb/s)"
+    )]
+    #[case(
+        Some(0x0200),
+        Some(HostController::Ohci),
+        Outcome::Fail,
+        "bcdUSB = 2.00, but attached through a USB 1.1 Ohci controller (full speed, 12 Mb/s)"
+    )]
+    fn usb2(
+        #[case] b: Option<u16>,
+        #[case] c: Option<HostController>,
+        #[case] o: Outcome,
+        #[case] ev: &str,
+    ) {
         let u = UsbFacts {
-            bcd_usb: Some(b),
+            bcd_usb: b,
             controller: c,
             ..UsbFacts::default()
         };
-        assert_eq!(judge_usb2(&u, "t").outcome, o);
+        let v = judge_usb2(&u, "t");
+        assert_eq!(
+            (v.rule, v.outcome, v.evidence.as_str()),
+            (policy::UFD_USB2, o, ev)
+        );
     }
 
     #[rstest]
-    #[case(1, Outcome::Pass)]
-    #[case(2, Outcome::Fail)]
-    #[case(0, Outcome::NotJudged)]
-    fn nested(#[case] n: usize, #[case] o: Outcome) {
+    #[case(Some((8, 6, 0x50)), Outcome::Pass, "interface class 08h subclass 06h protocol 50h")]
+    #[case(Some((8, 6, 0x62)), Outcome::Pass, "interface class 08h subclass 06h protocol 62h")]
+    #[case(Some((3, 1, 1)), Outcome::Fail, "interface class 03h subclass 01h protocol 01h")]
+    #[case(None, Outcome::NotJudged, "no USB interface descriptor read")]
+    fn msc_class(#[case] i: Option<(u8, u8, u8)>, #[case] o: Outcome, #[case] ev: &str) {
         let u = UsbFacts {
+            interface: i,
+            ..UsbFacts::default()
+        };
+        let v = judge_msc_class(&u, "t");
+        assert_eq!(
+            (v.rule, v.outcome, v.evidence.as_str()),
+            (policy::UFD_MSC_CLASS, o, ev)
+        );
+    }
+
+    #[rstest]
+    #[case(1, Outcome::Pass, "on a root port: P")]
+    #[case(2, Outcome::Fail, "behind 1 hub level(s): P")]
+    #[case(3, Outcome::Fail, "behind 2 hub level(s): P")]
+    #[case(0, Outcome::NotJudged, "not a USB device path: P")]
+    fn nested(#[case] n: usize, #[case] o: Outcome, #[case] ev: &str) {
+        let u = UsbFacts {
+            path: "P".into(),
             usb_nodes: n,
             ..UsbFacts::default()
         };
-        assert_eq!(judge_nested_hub(&u, "t").outcome, o);
+        let v = judge_nested_hub(&u, "t");
+        assert_eq!(
+            (v.rule, v.outcome, v.evidence.as_str()),
+            (policy::TOPO_NO_NESTED_HUB, o, ev)
+        );
     }
 
     #[test]
     fn usb_boot() {
-        let mut u = UsbFacts {
-            usb_nodes: 1,
-            ..UsbFacts::default()
-        };
-        assert_eq!(judge_usb_boot(&u, "t").outcome, Outcome::Pass);
+        let mut u = on_root_port();
+        let v = judge_usb_boot(&u, "t");
+        assert_eq!(v.outcome, Outcome::Pass);
+        assert_eq!(
+            v.evidence,
+            format!("the firmware booted this probe from {DISK}")
+        );
         u.usb_nodes = 0;
-        assert_eq!(judge_usb_boot(&u, "t").outcome, Outcome::NotJudged);
+        u.path = "PciRoot(0x0)/Pci(0x3,0x0)".into();
+        let v = judge_usb_boot(&u, "t");
+        assert_eq!(v.outcome, Outcome::NotJudged);
+        assert_eq!(
+            v.evidence,
+            "the probe was not loaded from USB (PciRoot(0x0)/Pci(0x3,0x0))"
+        );
     }
 
     #[test]
     fn dedicated() {
-        let mut u = UsbFacts {
-            usb_nodes: 1,
-            ..UsbFacts::default()
+        let mut u = on_root_port();
+        let ev = |u: &UsbFacts| {
+            let v = judge_dedicated(u, "t");
+            (v.outcome, v.evidence)
         };
-        assert_eq!(judge_dedicated(&u, "t").outcome, Outcome::Pass);
+        assert_eq!(
+            ev(&u),
+            (
+                Outcome::Pass,
+                "EHCI controller PciRoot(0x0)/Pci(0x4,0x0): the UFD is its only USB device".into()
+            )
+        );
+        u.controller = Some(HostController::Xhci);
+        assert_eq!(
+            ev(&u),
+            (
+                Outcome::Warn,
+                "xHCI controller PciRoot(0x0)/Pci(0x4,0x0): the UFD is its only USB device, but the seed recommends a dedicated EHCI controller (Windows Server 2008 R2 has no inbox xHCI driver)".into()
+            )
+        );
+        u.controller = None;
+        assert_eq!(
+            ev(&u),
+            (
+                Outcome::Warn,
+                "USB controller PciRoot(0x0)/Pci(0x4,0x0): the UFD is its only USB device, but the seed recommends a dedicated EHCI controller (the controller's type was not identified)".into()
+            )
+        );
+        u.controller = Some(HostController::Ehci);
         u.others_on_controller.push("kbd".into());
-        assert_eq!(judge_dedicated(&u, "t").outcome, Outcome::Warn);
+        assert_eq!(
+            ev(&u),
+            (
+                Outcome::Warn,
+                "EHCI controller PciRoot(0x0)/Pci(0x4,0x0) is shared (kbd); the UFD's root port is dedicated".into()
+            )
+        );
         u.others_on_root_port.push("kbd".into());
-        assert!(judge_dedicated(&u, "t")
-            .evidence
-            .contains("root port (kbd)"));
-    }
-
-    #[rstest]
-    #[case(false, false, None, None, Outcome::Fail)]
-    #[case(false, true, None, None, Outcome::Pass)]
-    #[case(false, true, None, Some(0x10), Outcome::Fail)]
-    #[case(true, false, Some(0x1), None, Outcome::Fail)]
-    #[case(true, false, Some(0x5), None, Outcome::Pass)]
-    #[case(true, false, None, None, Outcome::Pass)]
-    fn vt(
-        #[case] vmx: bool,
-        #[case] svm: bool,
-        #[case] fc: Option<u64>,
-        #[case] vmcr: Option<u64>,
-        #[case] o: Outcome,
-    ) {
-        let c = CpuFacts {
-            vmx,
-            svm,
-            feature_control: fc,
-            vm_cr: vmcr,
-            ..CpuFacts::default()
-        };
-        assert_eq!(judge_vt(&c, "t").outcome, o);
+        assert_eq!(
+            ev(&u),
+            (
+                Outcome::Warn,
+                "EHCI controller PciRoot(0x0)/Pci(0x4,0x0) is shared and so is the UFD's root port (kbd)".into()
+            )
+        );
+        u.usb_nodes = 0;
+        assert_eq!(
+            ev(&u),
+            (Outcome::NotJudged, "the boot device is not on USB".into())
+        );
     }
 
     #[test]
-    fn x64_nx() {
+    fn cpu_judges_are_the_policy_ones() {
         let c = CpuFacts {
             long_mode: true,
             nx: false,
@@ -455,6 +442,6 @@ mod tests {
         assert_eq!(judge_x64(&c, "t").outcome, Outcome::Pass);
         let v = judge_nx(&c, "t");
         assert_eq!(v.outcome, Outcome::Fail);
-        assert!(v.evidence.contains("EFER.NXE = 0"));
+        assert_eq!(v.evidence, "CPUID 80000001h EDX.NX = 0, EFER.NXE = 0");
     }
 }

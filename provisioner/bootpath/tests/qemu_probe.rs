@@ -277,7 +277,10 @@ fn probe_boots_from_a_usb_stick_and_walks_the_boot_path() {
         ("UFD-MSC-CLASS", "pass"),
         ("UFD-USB2", "pass"),
         ("TOPO-NO-NESTED-HUB", "pass"),
-        ("TOPO-DEDICATED-CONTROLLER", "pass"),
+        // Alone on a qemu-xhci: dedicated, but the seed recommends a dedicated EHCI
+        // (Windows Server 2008 R2 has no inbox xHCI driver) — the shared policy warns, as
+        // `ufd check-device` does for the same facts.
+        ("TOPO-DEDICATED-CONTROLLER", "warn"),
         ("HOST-X64", "pass"),
         ("HOST-USB-BOOT", "pass"),
         ("UFD-BCD", "pass"),

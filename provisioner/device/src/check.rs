@@ -3,10 +3,11 @@
 //! One verdict per device rule, in the order of `policy-rules.md`: UFD-NONREMOVABLE, UFD-USB2,
 //! UFD-MSC-CLASS, UFD-CAPACITY, TOPO-DEDICATED-CONTROLLER, TOPO-NO-NESTED-HUB. Rule IDs, levels,
 //! [`Verdict`] and [`Outcome`] are `ufd_formats::policy`'s, shared with `ufd inspect` and the
-//! guest probe; UFD-CAPACITY is judged by `policy::judge_capacity` itself. The other judges here
-//! are pure functions over [`BlockFacts`] that mirror the firmware-side judges of
-//! `ufd_bootpath::guest` (same outcomes for the same situation; the evidence names the sysfs
-//! file and the value read). They are candidates to move into `ufd_formats::policy`.
+//! guest probe; UFD-CAPACITY is judged by `policy::judge_capacity` itself. The USB and topology
+//! rules are decided by `ufd_formats::policy::usb` — the same judges the guest probe
+//! (`ufd_bootpath::guest`) calls — from the [`UsbDeviceFacts`] that [`policy_facts`] reads out
+//! of [`BlockFacts`]; the functions here only word the evidence (naming the sysfs file and the
+//! value read) and say why a rule is not judged.
 //!
 //! A loop device or a non-USB disk gets `NotJudged` for the USB rules, with the reason — never
 //! a pass.
@@ -15,9 +16,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::{Serialize, Serializer};
-use ufd_formats::policy::{self, Level, Outcome, Verdict};
+use ufd_formats::policy::usb::{
+    self as rules, ControllerSharing, Dedicated, LinkSpeed, MscClass, MscTransport, NestedHub,
+    Removable, Usb2, UsbInterface,
+};
+use ufd_formats::policy::{self, Level, Outcome, UsbDeviceFacts, Verdict};
 
-use crate::sysfs::{BlockFacts, HostController, Sysfs, Transport, UsbFacts};
+use crate::sysfs::{BlockFacts, HostController, Sysfs, Transport};
 use crate::Error;
 
 /// Exit code when a requirement fails (same as `ufd inspect`: 1 = error, 2 = usage).
@@ -145,66 +150,82 @@ fn not_usb(f: &BlockFacts) -> Option<String> {
     }
 }
 
-fn usb_or_not_judged<'a>(f: &'a BlockFacts, rule: &'static str) -> Result<&'a UsbFacts, Verdict> {
-    match f.usb() {
-        Some(u) => Ok(u),
-        None => Err(Verdict::new(
-            rule,
-            Outcome::NotJudged,
-            not_usb(f).unwrap_or_default(),
-            f.device_path.clone(),
-        )),
+/// The facts the shared judges take, as sysfs shows them. A loop device's `removable` is not
+/// an RMB bit (the kernel shows 0 for every loop device), so it is not observed; the USB facts
+/// exist only for a USB disk; a `speed` that is not a number is not observed.
+pub fn policy_facts(f: &BlockFacts) -> UsbDeviceFacts {
+    let removable = match f.transport {
+        Transport::Loop(_) => None,
+        _ => f.removable,
+    };
+    let Some(u) = f.usb() else {
+        return UsbDeviceFacts {
+            removable,
+            ..UsbDeviceFacts::default()
+        };
+    };
+    UsbDeviceFacts {
+        removable,
+        bcd_usb: u.bcd_usb,
+        speed: u.speed.as_deref().and_then(LinkSpeed::from_mbps_text),
+        interface: u.interface.as_ref().and_then(|i| {
+            i.class.map(|class| UsbInterface {
+                class,
+                subclass: i.subclass,
+                protocol: i.protocol,
+            })
+        }),
+        hubs_between: Some(u32::try_from(u.hub_depth()).unwrap_or(u32::MAX)),
+        controller: u.controller.as_ref().and_then(|c| c.kind),
+        sharing: u.controller.as_ref().map(|_| ControllerSharing {
+            others_on_controller: u.others.len(),
+            others_on_root_port: u.others.iter().filter(|o| o.same_root_port).count(),
+        }),
     }
 }
 
-/// UFD-NONREMOVABLE from `/sys/block/X/removable`, the SCSI INQUIRY RMB bit as the kernel's sd
-/// driver read it (the same bit Windows reports as STORAGE_DEVICE_DESCRIPTOR.RemovableMedia).
-/// A loop device has no INQUIRY data (the kernel shows 0 for every loop device): not judged.
-pub fn judge_removable(f: &BlockFacts) -> Verdict {
-    let file = format!("{}/removable", f.sys_path);
-    if let Transport::Loop(_) = f.transport {
-        return Verdict::new(
-            policy::UFD_NONREMOVABLE,
-            Outcome::NotJudged,
-            format!(
-                "{}; {file} is 0 for every loop device, it is not a SCSI RMB bit",
-                not_usb(f).unwrap_or_default()
-            ),
-            file,
-        );
-    }
-    let Some(r) = f.removable else {
-        return Verdict::new(
-            policy::UFD_NONREMOVABLE,
-            Outcome::NotJudged,
-            format!("{file} is missing or unreadable"),
-            file,
-        );
-    };
-    let mut ev = if r {
-        format!("{file} = 1: the device reports removable media (SCSI RMB = 1); the OEM policy needs a UFD identified as non-removable")
-    } else {
-        format!("{file} = 0 (fixed media, SCSI RMB = 0)")
-    };
-    if let Transport::Other { bus } = &f.transport {
-        ev.push_str(&format!("; note: a {bus} disk, not a USB flash drive"));
-    }
+/// The verdict for a USB rule on a disk that is not on USB.
+fn not_usb_verdict(f: &BlockFacts, rule: &'static str) -> Verdict {
     Verdict::new(
-        policy::UFD_NONREMOVABLE,
-        if r { Outcome::Fail } else { Outcome::Pass },
-        ev,
-        file,
+        rule,
+        Outcome::NotJudged,
+        not_usb(f).unwrap_or_default(),
+        f.device_path.clone(),
     )
 }
 
-/// UFD-USB2 from the device's `version` (bcdUSB) and `speed`: bcdUSB at least 2.00 (a USB 3
-/// stick is USB 2.0 compatible) and a high-speed (or faster) link. A USB 2.0 stick running at
-/// 12 Mb/s (on a UHCI/OHCI companion, or behind a USB 1.1 hub) fails, as in the guest judge:
-/// the server does not give the UFD the USB 2.0 path the seed requires.
+/// UFD-NONREMOVABLE from `/sys/block/X/removable`, the SCSI INQUIRY RMB bit as the kernel's sd
+/// driver read it (the same bit Windows reports as STORAGE_DEVICE_DESCRIPTOR.RemovableMedia;
+/// `policy::usb::judge_removable`). A loop device has no INQUIRY data (the kernel shows 0 for
+/// every loop device): not judged.
+pub fn judge_removable(f: &BlockFacts) -> Verdict {
+    let file = format!("{}/removable", f.sys_path);
+    let j = rules::judge_removable(&policy_facts(f));
+    let mut ev = match (j.finding, &f.transport) {
+        (Removable::NotObserved, Transport::Loop(_)) => format!(
+            "{}; {file} is 0 for every loop device, it is not a SCSI RMB bit",
+            not_usb(f).unwrap_or_default()
+        ),
+        (Removable::NotObserved, _) => format!("{file} is missing or unreadable"),
+        (Removable::RemovableMedia, _) => format!("{file} = 1: the device reports removable media (SCSI RMB = 1); the OEM policy needs a UFD identified as non-removable"),
+        (Removable::FixedMedia, _) => format!("{file} = 0 (fixed media, SCSI RMB = 0)"),
+    };
+    if let (Removable::FixedMedia | Removable::RemovableMedia, Transport::Other { bus }) =
+        (j.finding, &f.transport)
+    {
+        ev.push_str(&format!("; note: a {bus} disk, not a USB flash drive"));
+    }
+    Verdict::new(policy::UFD_NONREMOVABLE, j.outcome, ev, file)
+}
+
+/// UFD-USB2 from the device's `version` (bcdUSB) and `speed` (`policy::usb::judge_usb2`):
+/// bcdUSB at least 2.00 (a USB 3 stick is USB 2.0 compatible) and a high-speed (or faster)
+/// link. A USB 2.0 stick running at 12 Mb/s (on a UHCI/OHCI companion, or behind a USB 1.1
+/// hub) fails, as in the guest probe: the server does not give the UFD the USB 2.0 path the
+/// seed requires. Both files are needed (sysfs has both for every USB device).
 pub fn judge_usb2(f: &BlockFacts) -> Verdict {
-    let u = match usb_or_not_judged(f, policy::UFD_USB2) {
-        Ok(u) => u,
-        Err(v) => return v,
+    let Some(u) = f.usb() else {
+        return not_usb_verdict(f, policy::UFD_USB2);
     };
     let source = format!("{}/version, {}/speed", u.dir, u.dir);
     let (Some(bcd), Some(speed)) = (u.bcd_usb, u.speed.as_deref()) else {
@@ -215,8 +236,16 @@ pub fn judge_usb2(f: &BlockFacts) -> Verdict {
             source,
         );
     };
-    let ctl = u.controller.as_ref();
-    let ctl_text = ctl.map_or_else(
+    let facts = policy_facts(f);
+    if facts.speed.is_none() {
+        return Verdict::new(
+            policy::UFD_USB2,
+            Outcome::NotJudged,
+            format!("{}/speed = {speed:?} is not a speed in Mb/s", u.dir),
+            source,
+        );
+    }
+    let ctl_text = u.controller.as_ref().map_or_else(
         || "controller not identified".to_string(),
         |c| {
             format!(
@@ -231,48 +260,33 @@ pub fn judge_usb2(f: &BlockFacts) -> Verdict {
         bcd >> 8,
         bcd & 0xff
     );
-    let mbps = u.speed_mbps().unwrap_or(0.0);
-    let (outcome, ev) = if bcd < 0x0200 {
-        (
-            Outcome::Fail,
-            format!("{version}: a USB 1.x device ({ctl_text})"),
-        )
-    } else if let Some(k @ (HostController::Uhci | HostController::Ohci)) = ctl.and_then(|c| c.kind)
-    {
-        (
-            Outcome::Fail,
-            format!(
-                "{version}, but attached through a USB 1.1 {} controller (full speed, 12 Mb/s)",
-                k.name()
-            ),
-        )
-    } else if mbps < 480.0 {
-        (
-            Outcome::Fail,
-            format!("{version}: the link runs below high speed (480 Mb/s) ({ctl_text})"),
-        )
-    } else if mbps >= 5000.0 {
-        (
-            Outcome::Pass,
-            format!("{version} (SuperSpeed; USB 2.0 compatible) {ctl_text}"),
-        )
-    } else {
-        (
-            Outcome::Pass,
-            format!("{version} (USB 2.0 high speed) {ctl_text}"),
-        )
+    let j = rules::judge_usb2(&facts);
+    let ev = match j.finding {
+        Usb2::NoDescriptor => format!("{}/version is missing", u.dir),
+        Usb2::Usb1Device => format!("{version}: a USB 1.x device ({ctl_text})"),
+        Usb2::Usb11Controller(k) => format!(
+            "{version}, but attached through a USB 1.1 {} controller (full speed, 12 Mb/s)",
+            k.name()
+        ),
+        Usb2::BelowHighSpeed(_) => {
+            format!("{version}: the link runs below high speed (480 Mb/s) ({ctl_text})")
+        }
+        Usb2::Compatible(Some(s)) if s >= LinkSpeed::Super => {
+            format!("{version} (SuperSpeed; USB 2.0 compatible) {ctl_text}")
+        }
+        Usb2::Compatible(_) => format!("{version} (USB 2.0 high speed) {ctl_text}"),
     };
-    Verdict::new(policy::UFD_USB2, outcome, ev, source)
+    Verdict::new(policy::UFD_USB2, j.outcome, ev, source)
 }
 
-/// UFD-MSC-CLASS from the `bInterfaceClass` of the interface the disk hangs off. Subclass 06h
-/// (SCSI transparent) with protocol 50h (bulk-only) is what Windows' usbstor.sys drives; 62h is
-/// UAS (Linux bound the UAS alternate setting; Windows Server 2008 R2 has no UAS driver and
-/// uses bulk-only, which UAS devices also offer).
+/// UFD-MSC-CLASS from the `bInterfaceClass` of the interface the disk hangs off
+/// (`policy::usb::judge_msc_class`). Subclass 06h (SCSI transparent) with protocol 50h
+/// (bulk-only) is what Windows' usbstor.sys drives; 62h is UAS (Linux bound the UAS alternate
+/// setting; Windows Server 2008 R2 has no UAS driver and uses bulk-only, which UAS devices
+/// also offer).
 pub fn judge_msc_class(f: &BlockFacts) -> Verdict {
-    let u = match usb_or_not_judged(f, policy::UFD_MSC_CLASS) {
-        Ok(u) => u,
-        Err(v) => return v,
+    let Some(u) = f.usb() else {
+        return not_usb_verdict(f, policy::UFD_MSC_CLASS);
     };
     let Some(i) = &u.interface else {
         return Verdict::new(
@@ -282,6 +296,7 @@ pub fn judge_msc_class(f: &BlockFacts) -> Verdict {
             u.dir.clone(),
         );
     };
+    let j = rules::judge_msc_class(&policy_facts(f));
     let hex = |b: Option<u8>| b.map_or("??".to_string(), |b| format!("{b:02x}"));
     let mut ev = format!(
         "{}/bInterfaceClass = {}, subclass {}h, protocol {}h",
@@ -290,33 +305,27 @@ pub fn judge_msc_class(f: &BlockFacts) -> Verdict {
         hex(i.subclass),
         hex(i.protocol)
     );
-    let outcome = match i.class {
-        Some(0x08) => {
-            ev.push_str(match (i.subclass, i.protocol) {
-                (Some(0x06), Some(0x50)) => " (mass storage, SCSI, bulk-only)",
-                (Some(0x06), Some(0x62)) => {
-                    " (mass storage, SCSI, UAS; Windows Server 2008 R2 uses the bulk-only setting)"
-                }
-                _ => " (mass storage)",
-            });
-            Outcome::Pass
-        }
-        None => {
+    match j.finding {
+        MscClass::NoInterface => {
             return Verdict::new(
                 policy::UFD_MSC_CLASS,
-                Outcome::NotJudged,
+                j.outcome,
                 format!("{}/bInterfaceClass is missing or not hex", i.dir),
                 i.dir.clone(),
             )
         }
-        Some(_) => {
-            ev.push_str(": not the mass-storage class 08h");
-            Outcome::Fail
-        }
-    };
+        MscClass::MassStorage(t) => ev.push_str(match t {
+            MscTransport::BulkOnly => " (mass storage, SCSI, bulk-only)",
+            MscTransport::Uas => {
+                " (mass storage, SCSI, UAS; Windows Server 2008 R2 uses the bulk-only setting)"
+            }
+            MscTransport::Other => " (mass storage)",
+        }),
+        MscClass::NotMassStorage(_) => ev.push_str(": not the mass-storage class 08h"),
+    }
     Verdict::new(
         policy::UFD_MSC_CLASS,
-        outcome,
+        j.outcome,
         ev,
         format!("{}/bInterfaceClass", i.dir),
     )
@@ -334,20 +343,12 @@ pub fn judge_capacity(f: &BlockFacts, strict: bool) -> Verdict {
     )
 }
 
-/// Intel's integrated "rate matching hubs" (8087:0020, 8087:0024, 8087:8000, 8087:8008): on
-/// Intel 5-series and later chipsets every EHCI port sits behind one.
-fn is_intel_rmh(id: &str) -> bool {
-    matches!(id, "8087:0020" | "8087:0024" | "8087:8000" | "8087:8008")
-}
-
-/// TOPO-NO-NESTED-HUB from the port path: the UFD must sit on a root-hub port (`devpath`
-/// without dots). As in the guest judge, one external hub already fails ("do not expose the
-/// flash device over a nested hub": the project reads it as no hub between the controller's
-/// root hub and the UFD).
+/// TOPO-NO-NESTED-HUB from the port path (`policy::usb::judge_nested_hub`): the UFD must sit
+/// on a root-hub port (`devpath` without dots). As in the guest probe, one external hub
+/// already fails; an Intel integrated rate-matching hub is named as such.
 pub fn judge_nested_hub(f: &BlockFacts) -> Verdict {
-    let u = match usb_or_not_judged(f, policy::TOPO_NO_NESTED_HUB) {
-        Ok(u) => u,
-        Err(v) => return v,
+    let Some(u) = f.usb() else {
+        return not_usb_verdict(f, policy::TOPO_NO_NESTED_HUB);
     };
     let devpath = u.devpath.clone().unwrap_or_else(|| u.name.clone());
     let source = format!("{}/devpath = {devpath}", u.dir);
@@ -356,48 +357,49 @@ pub fn judge_nested_hub(f: &BlockFacts) -> Verdict {
         u.root_hub.as_deref().unwrap_or("root hub"),
         u.root_port.map_or("?".to_string(), |p| p.to_string())
     );
-    if u.hubs.is_empty() {
-        return Verdict::new(
-            policy::TOPO_NO_NESTED_HUB,
-            Outcome::Pass,
-            format!(
-                "{} is on root port {root} (devpath {devpath}: no hub)",
-                u.name
-            ),
-            source,
-        );
-    }
-    let chain: Vec<String> = u
-        .hubs
-        .iter()
-        .map(|h| match &h.product {
-            Some(p) => format!("{} ({} {p})", h.name, h.id),
-            None => format!("{} ({})", h.name, h.id),
-        })
-        .collect();
-    let mut ev = format!(
-        "{} is behind {} hub level(s) on {root}: {} (devpath {devpath})",
-        u.name,
-        u.hubs.len(),
-        chain.join(" -> ")
-    );
-    if u.hubs.iter().any(|h| is_intel_rmh(&h.id)) {
-        ev.push_str(
-            "; an Intel integrated rate-matching hub counts as a hub (the firmware sees it too)",
-        );
-    }
-    Verdict::new(policy::TOPO_NO_NESTED_HUB, Outcome::Fail, ev, source)
+    let j = rules::judge_nested_hub(&policy_facts(f));
+    let ev = match j.finding {
+        NestedHub::NotObserved => not_usb(f).unwrap_or_default(),
+        NestedHub::RootPort => format!(
+            "{} is on root port {root} (devpath {devpath}: no hub)",
+            u.name
+        ),
+        NestedHub::BehindHubs(n) => {
+            let chain: Vec<String> = u
+                .hubs
+                .iter()
+                .map(|h| match &h.product {
+                    Some(p) => format!("{} ({} {p})", h.name, h.id),
+                    None => format!("{} ({})", h.name, h.id),
+                })
+                .collect();
+            let mut ev = format!(
+                "{} is behind {n} hub level(s) on {root}: {} (devpath {devpath})",
+                u.name,
+                chain.join(" -> ")
+            );
+            if u.hubs
+                .iter()
+                .any(|h| rules::is_intel_rate_matching_hub(&h.id))
+            {
+                ev.push_str(
+                    "; an Intel integrated rate-matching hub counts as a hub (the firmware sees it too)",
+                );
+            }
+            ev
+        }
+    };
+    Verdict::new(policy::TOPO_NO_NESTED_HUB, j.outcome, ev, source)
 }
 
-/// TOPO-DEDICATED-CONTROLLER: a dedicated EHCI controller passes; sharing the controller (or
-/// its companion UHCI/OHCI, which serve the same ports) but not the root port warns, sharing the
-/// root port warns with the devices named (as the guest judge). A UFD alone on a controller
-/// that is not EHCI also warns: the seed recommends "a dedicated USB EHCI controller", and
-/// Windows Server 2008 R2 has no inbox xHCI driver.
+/// TOPO-DEDICATED-CONTROLLER (`policy::usb::judge_dedicated`): a dedicated EHCI controller
+/// passes; sharing the controller (or its companion UHCI/OHCI, which serve the same ports) but
+/// not the root port warns, sharing the root port warns with the devices named, as in the
+/// guest probe. A UFD alone on a controller that is not EHCI also warns: the seed recommends
+/// "a dedicated USB EHCI controller", and Windows Server 2008 R2 has no inbox xHCI driver.
 pub fn judge_dedicated(f: &BlockFacts) -> Verdict {
-    let u = match usb_or_not_judged(f, policy::TOPO_DEDICATED_CONTROLLER) {
-        Ok(u) => u,
-        Err(v) => return v,
+    let Some(u) = f.usb() else {
+        return not_usb_verdict(f, policy::TOPO_DEDICATED_CONTROLLER);
     };
     let Some(c) = &u.controller else {
         return Verdict::new(
@@ -419,50 +421,38 @@ pub fn judge_dedicated(f: &BlockFacts) -> Verdict {
             format!("{} on companion {}", o.label(), o.controller)
         }
     };
-    let on_port: Vec<String> = u
-        .others
-        .iter()
-        .filter(|o| o.same_root_port)
-        .map(label)
-        .collect();
-    let all: Vec<String> = u.others.iter().map(label).collect();
-    let (outcome, ev) = if !on_port.is_empty() {
-        (
-            Outcome::Warn,
-            format!(
-                "{ctl} is shared and so is the UFD's root port ({})",
-                on_port.join(", ")
-            ),
-        )
-    } else if !all.is_empty() {
-        (
-            Outcome::Warn,
-            format!(
-                "{ctl} is shared ({}); the UFD's root port is dedicated",
-                all.join(", ")
-            ),
-        )
-    } else if c.kind != Some(HostController::Ehci) {
-        (
-            Outcome::Warn,
-            format!(
-                "{ctl}: the UFD is its only USB device, but the seed recommends a dedicated EHCI controller{}",
-                if c.kind == Some(HostController::Xhci) {
-                    " (Windows Server 2008 R2 has no inbox xHCI driver)"
-                } else {
-                    ""
-                }
-            ),
-        )
-    } else {
-        (
-            Outcome::Pass,
-            format!("{ctl}: the UFD is its only USB device"),
-        )
+    let list = |same_port_only: bool| -> String {
+        u.others
+            .iter()
+            .filter(|o| !same_port_only || o.same_root_port)
+            .map(label)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let j = rules::judge_dedicated(&policy_facts(f));
+    let ev = match j.finding {
+        Dedicated::NotObserved => format!("no host controller found above {}", u.dir),
+        Dedicated::SharedRootPort => format!(
+            "{ctl} is shared and so is the UFD's root port ({})",
+            list(true)
+        ),
+        Dedicated::SharedController => format!(
+            "{ctl} is shared ({}); the UFD's root port is dedicated",
+            list(false)
+        ),
+        Dedicated::AloneNotEhci(k) => format!(
+            "{ctl}: the UFD is its only USB device, but the seed recommends a dedicated EHCI controller{}",
+            if k == Some(HostController::Xhci) {
+                " (Windows Server 2008 R2 has no inbox xHCI driver)"
+            } else {
+                ""
+            }
+        ),
+        Dedicated::DedicatedEhci => format!("{ctl}: the UFD is its only USB device"),
     };
     Verdict::new(
         policy::TOPO_DEDICATED_CONTROLLER,
-        outcome,
+        j.outcome,
         ev,
         c.dir.clone(),
     )
@@ -667,7 +657,7 @@ mod tests {
 
     #[test]
     fn rmh_ids() {
-        assert!(is_intel_rmh("8087:0024"));
-        assert!(!is_intel_rmh("05e3:0608"));
+        assert!(rules::is_intel_rate_matching_hub("8087:0024"));
+        assert!(!rules::is_intel_rate_matching_hub("05e3:0608"));
     }
 }

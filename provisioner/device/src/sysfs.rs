@@ -44,40 +44,9 @@ pub struct Sysfs {
     root: PathBuf,
 }
 
-/// USB host controller kind, from the PCI class code 0C03h programming interface. Same
-/// meaning as `ufd_bootpath::guest::HostController` (the firmware view); both belong in
-/// `ufd_formats::policy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostController {
-    Uhci,
-    Ohci,
-    Ehci,
-    Xhci,
-    Other(u8),
-}
-
-impl HostController {
-    /// From PCI prog-if (class 0Ch, subclass 03h): 00 UHCI, 10 OHCI, 20 EHCI, 30 xHCI.
-    pub fn from_prog_if(p: u8) -> Self {
-        match p {
-            0x00 => HostController::Uhci,
-            0x10 => HostController::Ohci,
-            0x20 => HostController::Ehci,
-            0x30 => HostController::Xhci,
-            o => HostController::Other(o),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            HostController::Uhci => "UHCI",
-            HostController::Ohci => "OHCI",
-            HostController::Ehci => "EHCI",
-            HostController::Xhci => "xHCI",
-            HostController::Other(_) => "other",
-        }
-    }
-}
+/// USB host controller kind, from the PCI class code 0C03h programming interface: the one
+/// type of `ufd_formats::policy` (the guest probe reads the same prog-if from PCI config space).
+pub use ufd_formats::policy::ControllerKind as HostController;
 
 /// Everything read about one block device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

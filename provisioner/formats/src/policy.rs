@@ -3,12 +3,20 @@
 //! `shared/design/policy-rules.md`; a verdict means the same thing wherever it is printed.
 //!
 //! The judges here take evidence that was already read (numbers, hive values, a parsed MBR)
-//! and never do I/O. Each verdict carries its evidence and where it was read. A rule that
+//! and never do I/O. The USB and topology rules live in [`usb`] (facts in, outcome plus the
+//! deciding fact out; `ufd check-device` and the guest probe word the evidence), the processor
+//! rules in [`host`]. Each verdict carries its evidence and where it was read. A rule that
 //! cannot be judged in a setting is reported as [`Outcome::NotJudged`], never as passed.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+
+pub mod host;
+pub mod usb;
+
+pub use host::CpuFacts;
+pub use usb::{ControllerKind, UsbDeviceFacts};
 
 /// How binding a rule is, in the seed's own words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
