@@ -37,6 +37,100 @@ pub fn read_vec(dev: &mut dyn Dev, offset: u64, len: usize) -> Result<Vec<u8>, S
     Ok(v)
 }
 
+/// A firmware block device that reads whole, aligned chunks: UEFI BlockIo `ReadBlocks`, BIOS
+/// INT 13h AH=42h. [`ChunkCache`] turns one into a [`ReadAt`].
+pub trait ChunkSource {
+    /// The device's size in bytes.
+    fn size(&self) -> u64;
+    /// The `len` bytes at `start` (`start` a multiple of the cache's chunk size, `len` at most
+    /// one chunk and never past [`ChunkSource::size`]).
+    fn read_chunk(&mut self, start: u64, len: usize) -> Result<Vec<u8>, String>;
+}
+
+/// A small round-robin cache of whole chunks over a [`ChunkSource`], as a [`ReadAt`]: the
+/// NTFS walk does many small reads, the firmware reads whole blocks. Shared by both guest
+/// programs so they differ only in how a chunk is read.
+pub struct ChunkCache<S> {
+    /// The device (e.g. for its read counters).
+    pub source: S,
+    chunk: u64,
+    slots: usize,
+    cache: Vec<(u64, Vec<u8>)>,
+    next_victim: usize,
+}
+
+impl<S: ChunkSource> ChunkCache<S> {
+    /// `chunk` bytes per read (non-zero), `slots` chunks kept (at least one).
+    pub fn new(source: S, chunk: u64, slots: usize) -> Self {
+        ChunkCache {
+            source,
+            chunk: chunk.max(512),
+            slots: slots.max(1),
+            cache: Vec::new(),
+            next_victim: 0,
+        }
+    }
+
+    fn slot(&mut self, index: u64) -> Result<usize, String> {
+        if let Some(i) = self.cache.iter().position(|(c, _)| *c == index) {
+            return Ok(i);
+        }
+        let start = index.saturating_mul(self.chunk);
+        let len = self.chunk.min(self.source.size().saturating_sub(start)) as usize;
+        let buf = self.source.read_chunk(start, len)?;
+        if buf.len() != len {
+            return Err(format!(
+                "chunk at byte {start}: the device returned {} bytes, {len} asked",
+                buf.len()
+            ));
+        }
+        if self.cache.len() < self.slots {
+            self.cache.push((index, buf));
+            Ok(self.cache.len() - 1)
+        } else {
+            let v = self.next_victim;
+            self.next_victim = (v + 1) % self.slots;
+            self.cache[v] = (index, buf);
+            Ok(v)
+        }
+    }
+}
+
+impl<S: ChunkSource> ReadAt for ChunkCache<S> {
+    type Error = String;
+    fn size(&self) -> u64 {
+        self.source.size()
+    }
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
+        let size = self.source.size();
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|e| *e <= size)
+            .ok_or_else(|| {
+                format!(
+                    "read of {} bytes at {offset} past the disk end {size}",
+                    buf.len()
+                )
+            })?;
+        let mut pos = offset;
+        while pos < end {
+            let i = self.slot(pos / self.chunk)?;
+            let within = (pos % self.chunk) as usize;
+            let data = &self.cache[i].1;
+            let n = data.len().saturating_sub(within).min((end - pos) as usize);
+            if n == 0 {
+                return Err(format!(
+                    "no data at byte {pos} (chunk shorter than expected)"
+                ));
+            }
+            let at = (pos - offset) as usize;
+            buf[at..at + n].copy_from_slice(&data[within..within + n]);
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
+
 /// The whole disk: any [`ReadAt`] (a host file, a UEFI BlockIo, BIOS INT 13h).
 pub struct Disk<R> {
     inner: R,
@@ -297,6 +391,51 @@ impl binrw::io::Seek for Stream<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A device of `size` bytes whose byte i is `i % 251`, counting reads.
+    struct Pattern {
+        size: u64,
+        reads: Vec<(u64, usize)>,
+    }
+
+    impl ChunkSource for Pattern {
+        fn size(&self) -> u64 {
+            self.size
+        }
+        fn read_chunk(&mut self, start: u64, len: usize) -> Result<Vec<u8>, String> {
+            self.reads.push((start, len));
+            Ok((start..start + len as u64)
+                .map(|i| (i % 251) as u8)
+                .collect())
+        }
+    }
+
+    #[test]
+    fn chunk_cache_reads_across_chunks_and_the_short_last_one() {
+        let mut c = ChunkCache::new(
+            Pattern {
+                size: 10_000,
+                reads: Vec::new(),
+            },
+            4096,
+            2,
+        );
+        let mut buf = vec![0u8; 3000];
+        c.read_exact_at(3000, &mut buf).unwrap();
+        assert!(buf
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == ((3000 + i) % 251) as u8));
+        // The last chunk is short (10_000 - 8192 bytes) and still readable to the end.
+        let mut tail = [0u8; 8];
+        c.read_exact_at(9_992, &mut tail).unwrap();
+        assert_eq!(tail[7], (9_999 % 251) as u8);
+        assert_eq!(c.source.reads, vec![(0, 4096), (4096, 4096), (8192, 1808)]);
+        // Cached: no new read for chunk 1 (slot kept), chunk 0 was evicted round-robin.
+        c.read_exact_at(5000, &mut tail).unwrap();
+        assert_eq!(c.source.reads.len(), 3);
+        assert!(c.read_exact_at(9_995, &mut tail).is_err(), "past the end");
+    }
 
     #[test]
     fn runs_map_extents_and_holes() {

@@ -86,11 +86,10 @@ use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use ufd_bootpath::acpi;
-use ufd_bootpath::dev::Disk;
+use ufd_bootpath::dev::{ChunkCache, ChunkSource, Disk};
 use ufd_bootpath::json::{hop_line, verdict_line, Obj};
 use ufd_bootpath::report;
 use ufd_bootpath::walk::{walk, BootPath, Options};
-use ufd_formats::bytes::ReadAt;
 use ufd_formats::policy::{self, Outcome, Verdict};
 
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
@@ -575,25 +574,22 @@ fn read_lba(drive: u8, lba: u64, count: u16) -> Result<&'static [u8], u8> {
     Err(last)
 }
 
-/// The boot drive as a `ReadAt`, 32 KiB chunks cached (the NTFS walk does many small reads).
+/// The boot drive, read in 32 KiB chunks through INT 13h AH=42h; cached as a `ReadAt` by the
+/// shared `ufd_bootpath::dev::ChunkCache` (the NTFS walk does many small reads).
 struct BiosDisk {
     drive: u8,
     size: u64,
-    cache: Vec<(u64, Vec<u8>)>,
-    next_victim: usize,
     calls: u64,
 }
 
 const CHUNK: u64 = BOUNCE_LEN as u64;
 const CHUNKS: usize = 64;
 
-impl BiosDisk {
-    fn chunk(&mut self, index: u64) -> Result<usize, String> {
-        if let Some(i) = self.cache.iter().position(|(c, _)| *c == index) {
-            return Ok(i);
-        }
-        let start = index * CHUNK;
-        let len = CHUNK.min(self.size - start) as usize;
+impl ChunkSource for BiosDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_chunk(&mut self, start: u64, len: usize) -> Result<Vec<u8>, String> {
         let sectors = len.div_ceil(512).min(SECTORS_PER_CALL) as u16;
         self.calls += 1;
         let data = read_lba(self.drive, start / 512, sectors).map_err(|ah| {
@@ -603,46 +599,7 @@ impl BiosDisk {
                 start / 512
             )
         })?;
-        let buf = data[..len].to_vec();
-        if self.cache.len() < CHUNKS {
-            self.cache.push((index, buf));
-            Ok(self.cache.len() - 1)
-        } else {
-            let v = self.next_victim;
-            self.next_victim = (v + 1) % CHUNKS;
-            self.cache[v] = (index, buf);
-            Ok(v)
-        }
-    }
-}
-
-impl ReadAt for BiosDisk {
-    type Error = String;
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|e| *e <= self.size)
-            .ok_or_else(|| {
-                format!(
-                    "read of {} bytes at {offset} past the disk end {}",
-                    buf.len(),
-                    self.size
-                )
-            })?;
-        let mut pos = offset;
-        while pos < end {
-            let i = self.chunk(pos / CHUNK)?;
-            let within = (pos % CHUNK) as usize;
-            let data = &self.cache[i].1;
-            let n = (data.len() - within).min((end - pos) as usize);
-            let at = (pos - offset) as usize;
-            buf[at..at + n].copy_from_slice(&data[within..within + n]);
-            pos += n as u64;
-        }
-        Ok(())
+        Ok(data[..len].to_vec())
     }
 }
 
@@ -934,19 +891,21 @@ extern "C" fn rust_main(bootinfo: *const u8) -> ! {
         ..Options::default()
     };
     let t = clock.ms();
-    let mut disk = Disk::new(BiosDisk {
-        drive,
-        size: if bi.ext_present() { size } else { 0 },
-        cache: Vec::new(),
-        next_victim: 0,
-        calls: 0,
-    });
+    let mut disk = Disk::new(ChunkCache::new(
+        BiosDisk {
+            drive,
+            size: if bi.ext_present() { size } else { 0 },
+            calls: 0,
+        },
+        CHUNK,
+        CHUNKS,
+    ));
     let path = walk(&mut disk, &opts);
     for h in &path.hops {
         emit(&hop_line(h));
     }
     let walk_ms = clock.ms() - t;
-    let reads = disk.into_inner().calls;
+    let reads = disk.into_inner().source.calls;
     emit(
         &Obj::new()
             .str("event", "disk-io")

@@ -63,11 +63,11 @@ use uefi::runtime::ResetType;
 use uefi::table::cfg::ConfigTableEntry;
 
 use ufd_bootpath::acpi;
+use ufd_bootpath::dev::{ChunkCache, ChunkSource};
 use ufd_bootpath::guest::{self, CpuFacts, HostController, UsbFacts};
 use ufd_bootpath::json::{hop_line, verdict_line, Obj};
 use ufd_bootpath::report::{self, PREFIX};
 use ufd_bootpath::walk::{walk, BootPath, Options};
-use ufd_formats::bytes::ReadAt;
 /// Poll period of the kernel-phase wait (the firmware's USB root hub is polled every 100 ms).
 const POLL_MS: u64 = 100;
 
@@ -366,22 +366,20 @@ fn controller_kind(controller_path: &str) -> (Option<HostController>, Option<u32
 // ---------------------------------------------------------------------------------------------
 // the disk, read through BlockIo
 
-/// A whole-disk BlockIo as a `ReadAt`, with a small chunk cache (the NTFS walk does many small
-/// reads; every BlockIo read is whole, aligned blocks).
+/// A whole-disk BlockIo, read in whole, aligned 64 KiB chunks; cached as a `ReadAt` by the
+/// shared `ufd_bootpath::dev::ChunkCache` (the NTFS walk does many small reads).
 struct BlockDisk {
     bio: ScopedProtocol<BlockIO>,
     media_id: u32,
     block: u64,
     size: u64,
-    cache: Vec<(u64, Vec<u8>)>,
-    next_victim: usize,
 }
 
 const CHUNK: u64 = 64 * 1024;
 const CHUNKS: usize = 32;
 
 impl BlockDisk {
-    fn open(h: Handle) -> Option<BlockDisk> {
+    fn open(h: Handle) -> Option<ChunkCache<BlockDisk>> {
         let bio = get::<BlockIO>(h)?;
         let m = bio.media();
         let block = u64::from(m.block_size());
@@ -389,22 +387,24 @@ impl BlockDisk {
             return None;
         }
         let (media_id, size) = (m.media_id(), (m.last_block() + 1) * block);
-        Some(BlockDisk {
-            bio,
-            media_id,
-            block,
-            size,
-            cache: Vec::new(),
-            next_victim: 0,
-        })
+        Some(ChunkCache::new(
+            BlockDisk {
+                bio,
+                media_id,
+                block,
+                size,
+            },
+            CHUNK,
+            CHUNKS,
+        ))
     }
+}
 
-    fn chunk(&mut self, index: u64) -> Result<usize, String> {
-        if let Some(i) = self.cache.iter().position(|(c, _)| *c == index) {
-            return Ok(i);
-        }
-        let start = index * CHUNK;
-        let len = CHUNK.min(self.size - start) as usize;
+impl ChunkSource for BlockDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_chunk(&mut self, start: u64, len: usize) -> Result<Vec<u8>, String> {
         let mut buf = vec![0u8; len];
         self.bio
             .read_blocks(self.media_id, start / self.block, &mut buf)
@@ -415,45 +415,7 @@ impl BlockDisk {
                     e.status()
                 )
             })?;
-        if self.cache.len() < CHUNKS {
-            self.cache.push((index, buf));
-            Ok(self.cache.len() - 1)
-        } else {
-            let v = self.next_victim;
-            self.next_victim = (v + 1) % CHUNKS;
-            self.cache[v] = (index, buf);
-            Ok(v)
-        }
-    }
-}
-
-impl ReadAt for BlockDisk {
-    type Error = String;
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), String> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|e| *e <= self.size)
-            .ok_or_else(|| {
-                format!(
-                    "read of {} bytes at {offset} past the disk end {}",
-                    buf.len(),
-                    self.size
-                )
-            })?;
-        let mut pos = offset;
-        while pos < end {
-            let i = self.chunk(pos / CHUNK)?;
-            let within = (pos % CHUNK) as usize;
-            let data = &self.cache[i].1;
-            let n = (data.len() - within).min((end - pos) as usize);
-            let at = (pos - offset) as usize;
-            buf[at..at + n].copy_from_slice(&data[within..within + n]);
-            pos += n as u64;
-        }
-        Ok(())
+        Ok(buf)
     }
 }
 
