@@ -11,7 +11,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 fixtures="${UFD_FIXTURES:-$root/../shared/fixtures}"
 corpus="$here/corpus"
-targets=(mbr vhd_footer hive_reader bcd_parser device_element reg_import)
+targets=(mbr vhd_footer hive_reader bcd_parser device_element reg_import vhdx_open)
 # Fixture files larger than this are skipped: libFuzzer sets -max_len from the largest seed, and
 # multi-MiB inputs (the 11 MiB Windows 7 SYSTEM hive, its .reg export) slow it down a hundredfold.
 max_seed_bytes="${UFD_FUZZ_MAX_SEED:-262144}"
