@@ -123,6 +123,10 @@ fn probe_kvm(firmware: &FirmwareSource) -> Result<Accel> {
                 image.display()
             ));
         }
+        FirmwareFiles::Bios { image } => {
+            argv.push("-bios".into());
+            argv.push(image.display().to_string());
+        }
     }
     let mut q = Qemu::spawn(&argv, &dir.path().join("stderr.log"))?;
     let start = Instant::now();

@@ -33,18 +33,28 @@ pub const DEBIAN_OVMF: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FirmwareSource {
     Builtin,
-    Pair { code: PathBuf, vars: PathBuf },
+    Pair {
+        code: PathBuf,
+        vars: PathBuf,
+    },
     Single(PathBuf),
+    /// A SeaBIOS (or other legacy BIOS) image given with `--bios-firmware` (`-bios FILE`).
+    Bios(PathBuf),
 }
 
-/// Find the firmware for `kind` (without copying anything). `user` is `--firmware FILE`.
+/// Find the firmware for `kind` (without copying anything). `user` is the file the user gave
+/// for that kind: `--firmware FILE` (OVMF) or `--bios-firmware FILE` (SeaBIOS).
 pub fn discover(kind: FirmwareKind, user: Option<&Path>) -> Result<FirmwareSource> {
     if let Some(file) = user {
         if kind == FirmwareKind::Seabios {
-            return Err(Error::config(format!(
-                "--firmware {}: only OVMF scenarios take a firmware file (SeaBIOS is QEMU's built-in BIOS)",
-                file.display()
-            )));
+            // A BIOS image is mapped read-only below 4 GiB by `-bios`: no per-run copy.
+            if !file.is_file() {
+                return Err(Error::config(format!(
+                    "--bios-firmware {}: no such file",
+                    file.display()
+                )));
+            }
+            return Ok(FirmwareSource::Bios(file.to_path_buf()));
         }
         if !file.is_file() {
             return Err(Error::config(format!(
@@ -127,6 +137,7 @@ pub fn prepare(source: &FirmwareSource, run_dir: &Path) -> Result<FirmwareFiles>
         FirmwareSource::Single(f) => FirmwareFiles::PflashSingle {
             image: copy(f, "OVMF.fd")?,
         },
+        FirmwareSource::Bios(f) => FirmwareFiles::Bios { image: f.clone() },
     })
 }
 
@@ -171,8 +182,20 @@ mod tests {
             e.to_string(),
             "invalid configuration: --firmware /nonexistent/x.fd: no such file"
         );
-        let e = discover(FirmwareKind::Seabios, Some(Path::new("/x"))).unwrap_err();
-        assert!(e.to_string().contains("only OVMF scenarios"), "{e}");
+        let e = discover(
+            FirmwareKind::Seabios,
+            Some(Path::new("/nonexistent/bios.bin")),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: --bios-firmware /nonexistent/bios.bin: no such file"
+        );
+        let me = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        assert_eq!(
+            discover(FirmwareKind::Seabios, Some(&me)).unwrap(),
+            FirmwareSource::Bios(me.clone())
+        );
         assert_eq!(
             discover(FirmwareKind::Seabios, None).unwrap(),
             FirmwareSource::Builtin

@@ -238,6 +238,8 @@ pub enum FirmwareFiles {
     /// A single combined image the user gave, as a per-run read-write pflash copy (never
     /// `-bios`: ovmf-prebuilt under `-bios` writes `NvVars` onto writable FAT disks, qemu.md §7).
     PflashSingle { image: PathBuf },
+    /// A legacy BIOS image the user gave (`-bios FILE`, e.g. a new SeaBIOS build).
+    Bios { image: PathBuf },
 }
 
 /// Per-run file locations that appear on the command line.
@@ -452,6 +454,9 @@ impl Machine {
                     "-drive",
                     &format!("if=pflash,format=raw,unit=0,file={}", image.display()),
                 ]);
+            }
+            FirmwareFiles::Bios { image } => {
+                push(&["-bios", &image.display().to_string()]);
             }
         }
         push(&[

@@ -26,8 +26,10 @@ pub struct RunSpec {
     pub machine: Machine,
     /// The UFD image (raw). Never written: QEMU writes into a per-run qcow2 overlay.
     pub image: PathBuf,
-    /// `--firmware FILE`.
+    /// `--firmware FILE` (OVMF scenarios).
     pub firmware: Option<PathBuf>,
+    /// `--bios-firmware FILE` (SeaBIOS scenarios).
+    pub bios_firmware: Option<PathBuf>,
     /// Accelerator override (else the machine's `accel`).
     pub accel: Option<AccelChoice>,
     /// Whole-run deadline, from spawn to the end of artifact collection.
@@ -187,7 +189,11 @@ pub fn run(spec: &RunSpec, failed: &dyn Fn(&RunOutput) -> bool) -> Result<RunOut
             Some(std::fs::canonicalize(p).map_err(|e| Error::io(p, "open the probe disk", e))?);
     }
     make_overlay(&spec.image, &paths.ufd_image)?;
-    let source = firmware::discover(spec.machine.firmware, spec.firmware.as_deref())?;
+    let user_firmware = match spec.machine.firmware {
+        crate::machine::FirmwareKind::Ovmf => spec.firmware.as_deref(),
+        crate::machine::FirmwareKind::Seabios => spec.bios_firmware.as_deref(),
+    };
+    let source = firmware::discover(spec.machine.firmware, user_firmware)?;
     let fw = firmware::prepare(&source, dir.path())?;
     let accel = match spec.accel.unwrap_or(spec.machine.accel) {
         AccelChoice::Kvm => Accel::Kvm,

@@ -357,8 +357,10 @@ pub struct RunOptions<'a> {
     /// One image for every scenario (`--image`); else [`Self::image_provider`].
     pub image: Option<PathBuf>,
     pub image_provider: Option<&'a ImageProvider<'a>>,
-    /// `--firmware FILE`.
+    /// `--firmware FILE` (OVMF scenarios).
     pub firmware: Option<PathBuf>,
+    /// `--bios-firmware FILE` (SeaBIOS scenarios).
+    pub bios_firmware: Option<PathBuf>,
     /// An optional separate probe ESP disk (see `RunPaths::probe_disk`).
     pub probe_disk: Option<PathBuf>,
     pub accel: Option<AccelChoice>,
@@ -374,6 +376,7 @@ impl Default for RunOptions<'_> {
             image: None,
             image_provider: None,
             firmware: None,
+            bios_firmware: None,
             probe_disk: None,
             accel: None,
             artifacts: None,
@@ -425,6 +428,7 @@ pub fn run_scenario(s: &Scenario, opts: &RunOptions) -> ScenarioResult {
         machine: s.machine.clone(),
         image,
         firmware: opts.firmware.clone(),
+        bios_firmware: opts.bios_firmware.clone(),
         accel: opts.accel,
         timeout: Duration::from_secs(s.timeout_s),
         late: s.late.as_ref().map(|l| Duration::from_secs_f64(l.delay_s)),

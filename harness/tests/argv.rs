@@ -228,3 +228,23 @@ fn scenario_errors_name_the_file_and_field() {
         Some(ufd_harness::probe::BootOutcome::Boots)
     );
 }
+
+/// `--bios-firmware FILE` (a firmware team's new SeaBIOS build): `-bios FILE`, never pflash.
+#[test]
+fn seabios_user_image_is_passed_with_dash_bios() {
+    let all = scenario::load(&scenarios_dir().join("bios-conformant.toml")).unwrap();
+    let argv = all[0]
+        .machine
+        .argv(
+            &paths(),
+            &FirmwareFiles::Bios {
+                image: "/opt/seabios-next/bios.bin".into(),
+            },
+            Accel::Tcg,
+            CpuVendor::Amd,
+        )
+        .unwrap();
+    let at = argv.iter().position(|a| a == "-bios").expect("-bios");
+    assert_eq!(argv[at + 1], "/opt/seabios-next/bios.bin");
+    assert!(!argv.iter().any(|a| a.contains("pflash")), "{argv:?}");
+}

@@ -123,6 +123,7 @@ fn boot(name: &str, image: &Path, channel: ProbeChannel, timeout_s: u64) -> RunO
         machine: machine(channel),
         image: image.to_path_buf(),
         firmware: None,
+        bios_firmware: None,
         accel: None,
         timeout: Duration::from_secs(timeout_s),
         late: None,

@@ -32,6 +32,7 @@ fn spec(name: &str, m: Machine, image: &Path, timeout_s: u64) -> RunSpec {
         machine: m,
         image: image.into(),
         firmware: None,
+        bios_firmware: None,
         accel: None,
         timeout: Duration::from_secs(timeout_s),
         late: None,

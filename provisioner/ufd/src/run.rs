@@ -35,9 +35,14 @@ pub struct RunArgs {
     /// binary), used when a scenario's layout is `bios`. Default: $UFD_BIOS_PROBE.
     #[arg(long, env = "UFD_BIOS_PROBE")]
     pub bios_probe: Option<PathBuf>,
-    /// Firmware to test (e.g. a new OVMF build); default: Debian's OVMF / SeaBIOS.
+    /// UEFI firmware to test in OVMF scenarios (e.g. a new OVMF build: a CODE file with its
+    /// VARS beside it, or one combined image); default: Debian's OVMF.
     #[arg(long)]
     pub firmware: Option<PathBuf>,
+    /// Legacy BIOS image to test in SeaBIOS scenarios (`-bios FILE`, e.g. a new SeaBIOS
+    /// build); default: QEMU's built-in SeaBIOS.
+    #[arg(long, value_name = "FILE")]
+    pub bios_firmware: Option<PathBuf>,
     /// Where provisioned images are cached.
     #[arg(long, default_value = "target/ufd-run/images")]
     pub image_cache: PathBuf,
@@ -527,6 +532,7 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
             Some(&provider)
         },
         firmware: args.firmware.clone(),
+        bios_firmware: args.bios_firmware.clone(),
         probe_disk: None,
         accel: None,
         artifacts: Some(args.artifacts.clone()),
