@@ -26,7 +26,7 @@ use crate::sysfs::{BlockFacts, HostController, Sysfs, Transport};
 use crate::Error;
 
 /// Exit code when a requirement fails (same as `ufd inspect`: 1 = error, 2 = usage).
-pub const EXIT_REQUIREMENT_FAILED: u8 = 3;
+pub use ufd_formats::policy::EXIT_REQUIREMENT_FAILED;
 
 /// Options of `ufd check-device`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,14 +112,7 @@ pub fn report(
 
 /// 0, or [`EXIT_REQUIREMENT_FAILED`] when a requirement-level rule fails.
 pub fn exit_code(verdicts: &[Verdict]) -> u8 {
-    if verdicts
-        .iter()
-        .any(|v| v.outcome == Outcome::Fail && v.level() == Some(Level::Requirement))
-    {
-        EXIT_REQUIREMENT_FAILED
-    } else {
-        0
-    }
+    policy::exit_code(verdicts, false)
 }
 
 /// Every device rule, in [`DEVICE_RULES`] order.
@@ -572,14 +565,7 @@ pub fn details(f: &BlockFacts) -> Vec<String> {
 }
 
 /// PASS/FAIL/WARN/n/j as printed (same as `ufd inspect`).
-pub fn outcome_text(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Pass => "PASS",
-        Outcome::Fail => "FAIL",
-        Outcome::Warn => "WARN",
-        Outcome::NotJudged => "n/j ",
-    }
-}
+pub use ufd_formats::policy::outcome_text;
 
 impl DeviceReport {
     /// The verdict of `rule`.
@@ -598,45 +584,7 @@ impl DeviceReport {
             let _ = writeln!(s, "{l}");
         }
         let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "policy verdicts (rule IDs: shared/design/policy-rules.md)"
-        );
-        for v in &self.verdicts {
-            let level = match v.level() {
-                Some(Level::Requirement) => "requirement",
-                Some(Level::Recommendation) => "recommendation",
-                Some(Level::Procedure) => "procedure",
-                None => "?",
-            };
-            let _ = writeln!(
-                s,
-                "  {}  {:<26} {:<14} {}  [{}]",
-                outcome_text(v.outcome),
-                v.rule,
-                level,
-                v.evidence,
-                v.source
-            );
-        }
-        let count = |o| self.verdicts.iter().filter(|v| v.outcome == o).count();
-        let _ = writeln!(
-            s,
-            "summary: {} pass, {} warn, {} fail, {} not judged here",
-            count(Outcome::Pass),
-            count(Outcome::Warn),
-            count(Outcome::Fail),
-            count(Outcome::NotJudged)
-        );
-        let failed: Vec<&str> = self
-            .verdicts
-            .iter()
-            .filter(|v| v.outcome == Outcome::Fail && v.level() == Some(Level::Requirement))
-            .map(|v| v.rule)
-            .collect();
-        if !failed.is_empty() {
-            let _ = writeln!(s, "requirements not met: {}", failed.join(", "));
-        }
+        s.push_str(&policy::render_verdicts(&self.verdicts));
         s
     }
 }

@@ -127,6 +127,83 @@ impl Verdict {
     }
 }
 
+/// The exit code of `ufd inspect` and `ufd check-device` when a requirement fails.
+pub const EXIT_REQUIREMENT_FAILED: u8 = 3;
+
+/// 0, or [`EXIT_REQUIREMENT_FAILED`] when a requirement-level rule failed (`strict`: a
+/// procedure step too).
+pub fn exit_code(verdicts: &[Verdict], strict: bool) -> u8 {
+    let bad = verdicts.iter().any(|v| {
+        v.outcome == Outcome::Fail
+            && match v.level() {
+                Some(Level::Requirement) => true,
+                Some(Level::Procedure) => strict,
+                _ => false,
+            }
+    });
+    if bad {
+        EXIT_REQUIREMENT_FAILED
+    } else {
+        0
+    }
+}
+
+/// PASS/FAIL/WARN/n/j as the verdict tables print them.
+pub fn outcome_text(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pass => "PASS",
+        Outcome::Fail => "FAIL",
+        Outcome::Warn => "WARN",
+        Outcome::NotJudged => "n/j ",
+    }
+}
+
+/// The verdict table `ufd inspect` and `ufd check-device` print: a header, one line per verdict
+/// (outcome, rule ID, level, evidence, source), the counts, and the failed requirements.
+pub fn render_verdicts(verdicts: &[Verdict]) -> String {
+    use core::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "policy verdicts (rule IDs: shared/design/policy-rules.md)"
+    );
+    for v in verdicts {
+        let level = match v.level() {
+            Some(Level::Requirement) => "requirement",
+            Some(Level::Recommendation) => "recommendation",
+            Some(Level::Procedure) => "procedure",
+            None => "?",
+        };
+        let _ = writeln!(
+            s,
+            "  {}  {:<26} {:<14} {}  [{}]",
+            outcome_text(v.outcome),
+            v.rule,
+            level,
+            v.evidence,
+            v.source
+        );
+    }
+    let count = |o| verdicts.iter().filter(|v| v.outcome == o).count();
+    let _ = writeln!(
+        s,
+        "summary: {} pass, {} warn, {} fail, {} not judged here",
+        count(Outcome::Pass),
+        count(Outcome::Warn),
+        count(Outcome::Fail),
+        count(Outcome::NotJudged)
+    );
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| v.outcome == Outcome::Fail && v.level() == Some(Level::Requirement))
+        .map(|v| v.rule)
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(s, "requirements not met: {}", failed.join(", "));
+    }
+    s
+}
+
 /// Decimal gigabyte: flash vendors (and the seed's "8 gigabyte"/"16 GB") count in 10^9 bytes.
 pub const GB: u64 = 1_000_000_000;
 

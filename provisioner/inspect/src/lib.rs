@@ -54,7 +54,7 @@ use crate::judge::SetupValues;
 use crate::ntfsvol::{DataFacts, Volume};
 
 /// Exit code when a requirement fails (1 = I/O or format error, 2 = usage, as everywhere in `ufd`).
-pub const EXIT_REQUIREMENT_FAILED: u8 = 3;
+pub use ufd_formats::policy::EXIT_REQUIREMENT_FAILED;
 /// Largest hive/BCD/State.ini read whole (a 2008 R2 SYSTEM hive is ~10-20 MB).
 pub const MAX_HIVE_BYTES: u64 = 256 << 20;
 /// The seed's VHD name, used when no BCD names one.
@@ -100,19 +100,7 @@ impl Report {
     }
     /// 0, or [`EXIT_REQUIREMENT_FAILED`] (see the crate docs; `strict` adds procedure steps).
     pub fn exit_code(&self, strict: bool) -> u8 {
-        let bad = self.verdicts.iter().any(|v| {
-            v.outcome == Outcome::Fail
-                && match v.level() {
-                    Some(Level::Requirement) => true,
-                    Some(Level::Procedure) => strict,
-                    _ => false,
-                }
-        });
-        if bad {
-            EXIT_REQUIREMENT_FAILED
-        } else {
-            0
-        }
+        policy::exit_code(&self.verdicts, strict)
     }
 
     /// The text `ufd inspect` prints: details, the BCD (bcdedit-style), the verdicts, a summary.
@@ -129,54 +117,13 @@ impl Report {
             ));
         }
         let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "policy verdicts (rule IDs: shared/design/policy-rules.md)"
-        );
-        for v in &self.verdicts {
-            let level = match v.level() {
-                Some(Level::Requirement) => "requirement",
-                Some(Level::Recommendation) => "recommendation",
-                Some(Level::Procedure) => "procedure",
-                None => "?",
-            };
-            let _ = writeln!(
-                s,
-                "  {}  {:<26} {:<14} {}  [{}]",
-                outcome_text(v.outcome),
-                v.rule,
-                level,
-                v.evidence,
-                v.source
-            );
-        }
-        let count = |o| self.verdicts.iter().filter(|v| v.outcome == o).count();
-        let _ = writeln!(
-            s,
-            "summary: {} pass, {} warn, {} fail, {} not judged here",
-            count(Outcome::Pass),
-            count(Outcome::Warn),
-            count(Outcome::Fail),
-            count(Outcome::NotJudged)
-        );
-        let failed = self.failed_requirements();
-        if !failed.is_empty() {
-            let ids: Vec<&str> = failed.iter().map(|v| v.rule).collect();
-            let _ = writeln!(s, "requirements not met: {}", ids.join(", "));
-        }
+        s.push_str(&policy::render_verdicts(&self.verdicts));
         s
     }
 }
 
-/// PASS/FAIL/WARN/n/j as printed.
-pub fn outcome_text(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Pass => "PASS",
-        Outcome::Fail => "FAIL",
-        Outcome::Warn => "WARN",
-        Outcome::NotJudged => "n/j ",
-    }
-}
+/// PASS/FAIL/WARN/n/j as printed (the shared table renderer's).
+pub use ufd_formats::policy::outcome_text;
 
 /// The UFD disk: its MBR, size and name.
 struct Ufd {
