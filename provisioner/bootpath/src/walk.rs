@@ -553,22 +553,15 @@ fn walk_disk(w: &mut Walker<'_>, disk: &mut dyn Dev) {
     walk_inner(w, &mut inner, &path);
 }
 
-/// Is the loader's file a VHDX? `Some(false)`: named `*.vhdx`; `Some(true)`: another name but
-/// it starts with `vhdxfile` (MS-VHDX §2.2.1); `None`: treat it as a VHD.
+/// Is the loader's file a VHDX? ([`ufd_formats::vhdx::is_vhdx`] on its name and first bytes.)
 fn is_vhdx(file: &str, vhd: &mut dyn Dev) -> Option<bool> {
-    let named = file
-        .len()
-        .checked_sub(5)
-        .and_then(|i| file.get(i..))
-        .is_some_and(|ext| ext.eq_ignore_ascii_case(".vhdx"));
-    if named {
-        return Some(false);
-    }
     let mut sig = [0u8; 8];
-    let signed = vhd.size() >= 8
-        && vhd.read_at(0, &mut sig).is_ok()
-        && &sig == ufd_formats::vhdx::FILE_SIGNATURE;
-    signed.then_some(true)
+    let head: &[u8] = if vhd.size() >= 8 && vhd.read_at(0, &mut sig).is_ok() {
+        &sig
+    } else {
+        &[]
+    };
+    ufd_formats::vhdx::is_vhdx(file, head)
 }
 
 /// The `vhd-footer` evidence for a VHDX that cannot be opened: the refusal's name

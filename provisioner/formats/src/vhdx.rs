@@ -156,6 +156,25 @@ const MIB: u64 = 1024 * 1024;
 
 /// `vhdxfile`, at file offset 0 (§2.2.1).
 pub const FILE_SIGNATURE: &[u8; 8] = b"vhdxfile";
+
+/// How the boot manager and `ufd inspect` tell the loader's file is a VHDX: `Some(false)`
+/// when it is named `*.vhdx` (whatever it holds: Windows picks the container format by the
+/// extension \[reconstructed\]); `Some(true)` when another name starts with
+/// [`FILE_SIGNATURE`] (§2.2.1; the callers note the misnaming); `None`: treat it as a VHD.
+/// `head` is the file's first bytes (at least 8 for the signature to count).
+pub fn is_vhdx(file_name: &str, head: &[u8]) -> Option<bool> {
+    let named = file_name
+        .len()
+        .checked_sub(5)
+        .and_then(|i| file_name.get(i..))
+        .is_some_and(|ext| ext.eq_ignore_ascii_case(".vhdx"));
+    if named {
+        return Some(false);
+    }
+    head.get(..8)
+        .is_some_and(|h| h == FILE_SIGNATURE)
+        .then_some(true)
+}
 /// `head` (§2.2.2).
 pub const HEADER_SIGNATURE: &[u8; 4] = b"head";
 /// `regi` (§2.2.3).
@@ -1852,6 +1871,16 @@ pub fn build_fixed(p: &FixedParams<'_>) -> Result<FixedLayout> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn vhdx_by_name_or_signature() {
+        assert_eq!(is_vhdx("\\hyperV.vhdx", b""), Some(false));
+        assert_eq!(is_vhdx("\\HYPERV.VHDX", b"conectix"), Some(false));
+        assert_eq!(is_vhdx("\\hyperV.vhd", b"vhdxfile\0\0"), Some(true));
+        assert_eq!(is_vhdx("\\hyperV.vhd", b"vhdxfil"), None);
+        assert_eq!(is_vhdx("\\hyperV.vhd", &[0; 512]), None);
+        assert_eq!(is_vhdx("x", b""), None);
+    }
     use super::*;
     use rstest::rstest;
 

@@ -543,24 +543,16 @@ fn inspect_container_file(path: &Path, f: &mut Findings) -> Result<(), Error> {
     Ok(())
 }
 
-/// Is `file` (the loader's path or a file name) a VHDX? `Some(false)`: named `*.vhdx`;
-/// `Some(true)`: another name, but it starts with `vhdxfile` (MS-VHDX §2.2.1); `None`: a VHD.
-/// The same rule as `ufd_bootpath::walk`: a file named `.vhdx` is read as a VHDX whatever it
-/// holds, since Windows picks the container format by the extension \[reconstructed\].
+/// Is `file` (the loader's path or a file name) a VHDX? The same rule as the boot-path walk:
+/// [`ufd_formats::vhdx::is_vhdx`] on its name and first bytes.
 fn is_vhdx(file: &str, dev: &dyn Dev) -> Option<bool> {
-    let named = file
-        .len()
-        .checked_sub(5)
-        .and_then(|i| file.get(i..))
-        .is_some_and(|ext| ext.eq_ignore_ascii_case(".vhdx"));
-    if named {
-        return Some(false);
-    }
     let mut sig = [0u8; 8];
-    let signed = dev.size() >= 8
-        && dev.read_at(0, &mut sig).is_ok()
-        && &sig == ufd_formats::vhdx::FILE_SIGNATURE;
-    signed.then_some(true)
+    let head: &[u8] = if dev.size() >= 8 && dev.read_at(0, &mut sig).is_ok() {
+        &sig
+    } else {
+        &[]
+    };
+    ufd_formats::vhdx::is_vhdx(file, head)
 }
 
 /// The loader's file on the UFD: a VHDX ([`is_vhdx`]) or a VHD.
