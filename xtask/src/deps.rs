@@ -69,6 +69,11 @@ const TOOLS: &[(&str, &str, &str)] = &[
         "tests that refuse a mounted device; moving the VHD in a scenario image (ntfs-3g)",
     ),
     (
+        "kill",
+        "procps",
+        "tests that stop, interrupt and kill a running ufd (kill -STOP/-INT/-9)",
+    ),
+    (
         "mkfs.ext4",
         "e2fsprogs",
         "tests: a mounted ext4 partition on a loop device must be refused",
