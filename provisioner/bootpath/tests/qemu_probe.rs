@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{build_ufd, Faults, Layout, MIB, UFD_SIG};
+use common::{build_ufd, Faults, Layout};
+use ufd_testkit::{MIB, UFD_SIG};
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";

@@ -1,17 +1,12 @@
 //! The walker through a VHDX (issue #7): a qemu-img-made fixed VHDX holding an MBR and an
 //! mkntfs volume walks every hop; dynamic, dirty-log and truncated VHDX files fail the
 //! `vhd-footer` hop with the refusal named. Needs the Debian packages `qemu-utils`, `ntfs-3g`
-//! and `wimtools` (the NTFS tree is applied as in `common`).
-
-mod common;
+//! and `wimtools` (the NTFS tree is applied by `ufd_testkit::ntfs_partition`).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use common::{
-    ntfs_partition, run, splice, system_hive, write, FILETIME, LOADER, MIB, UFD_SIG, VHD_SIG,
-};
 use rstest::rstest;
 use ufd_bootpath::dev::Disk;
 use ufd_bootpath::walk::{walk, BootPath, Options, Status, HOPS};
@@ -21,9 +16,11 @@ use ufd_formats::bcd::{
     Store,
 };
 use ufd_formats::bytes::ReadAt;
-use ufd_formats::mbr::{Geometry, Mbr, PartitionEntry};
 use ufd_formats::policy::{self, Outcome};
 use ufd_formats::vhdx::crc32c;
+use ufd_testkit::{
+    mbr, ntfs_partition, run, splice, system_hive, write, FILETIME, LOADER, MIB, UFD_SIG, VHD_SIG,
+};
 
 /// The virtual disk: MBR + one NTFS partition from 1 MiB.
 const VIRTUAL_BYTES: u64 = 12 * MIB;
@@ -45,17 +42,6 @@ impl ReadAt for FileDisk {
     }
 }
 
-fn entry(active: bool, start: u64, bytes: u64) -> PartitionEntry {
-    PartitionEntry::new(
-        active,
-        0x07,
-        (start / 512) as u32,
-        (bytes / 512) as u32,
-        Geometry::new(255, 63).unwrap(),
-    )
-    .unwrap()
-}
-
 /// What to do to the VHDX before it goes onto the UFD.
 #[derive(Clone, Copy, Debug)]
 enum Make {
@@ -74,16 +60,15 @@ fn build_vhdx(dir: &Path, make: Make) -> PathBuf {
     let win = dir.join("win");
     write(
         &win.join("Windows/System32/config/SYSTEM"),
-        &system_hive(Some(30000)),
+        &system_hive(Some(30000), false),
     );
     write(&win.join("Windows/System32/winload.exe"), b"MZ winload");
     let inner = ntfs_partition(dir, "inner.part", VIRTUAL_BYTES - MIB, "HyperV", &win);
     let raw = dir.join("virtual.raw");
     let f = File::create(&raw).unwrap();
     f.set_len(VIRTUAL_BYTES).unwrap();
-    let mut m = Mbr::new(VHD_SIG);
-    m.partitions[0] = entry(true, MIB, VIRTUAL_BYTES - MIB);
-    f.write_all_at(&m.to_bytes(), 0).unwrap();
+    f.write_all_at(&mbr(VHD_SIG, VIRTUAL_BYTES, true), 0)
+        .unwrap();
     splice(&f, MIB, &inner);
     let out = dir.join("hyperV.vhdx");
     let opts = match make {
@@ -188,9 +173,8 @@ fn build_ufd(dir: &Path, make: Make, name: &str) -> PathBuf {
     let img = dir.join("ufd.img");
     let f = File::create(&img).unwrap();
     f.set_len(MIB + DATA_BYTES).unwrap();
-    let mut m = Mbr::new(UFD_SIG);
-    m.partitions[0] = entry(true, MIB, DATA_BYTES);
-    f.write_all_at(&m.to_bytes(), 0).unwrap();
+    f.write_all_at(&mbr(UFD_SIG, MIB + DATA_BYTES, true), 0)
+        .unwrap();
     splice(&f, MIB, &outer);
     img
 }

@@ -7,12 +7,13 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use common::{build_ufd, Faults, Layout, MIB, UFD_SIG};
+use common::{build_ufd, Faults, Layout};
 use rstest::rstest;
 use ufd_bootpath::dev::Disk;
 use ufd_bootpath::walk::{walk, BootPath, Options, Status, HOPS};
 use ufd_formats::bytes::ReadAt;
 use ufd_formats::policy::{self, Outcome};
+use ufd_testkit::{MIB, UFD_SIG};
 
 /// A host file as the walker's disk.
 struct FileDisk {

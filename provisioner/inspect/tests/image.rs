@@ -29,7 +29,7 @@ struct Faults {
 fn build(dir: &Path, faults: Faults) -> PathBuf {
     // the Windows volume inside the VHD
     let win = dir.join("win");
-    let mut system = system_hive();
+    let mut system = system_hive(Some(30000), true);
     if faults.dirty_system {
         let seq = u32::from_le_bytes(system[4..8].try_into().unwrap()) + 1;
         system[4..8].copy_from_slice(&seq.to_le_bytes());
@@ -58,9 +58,15 @@ fn build(dir: &Path, faults: Faults) -> PathBuf {
     let boot = dir.join("boot");
     write(
         &boot.join("Boot/BCD"),
-        &store(faults.bcd_signature.unwrap_or(UFD_SIG), "\\hyperV.vhd")
-            .to_hive(FILETIME)
-            .unwrap(),
+        &store(
+            faults.bcd_signature.unwrap_or(UFD_SIG),
+            MIB,
+            "\\hyperV.vhd",
+            WINLOAD,
+            Some("en-US"),
+        )
+        .to_hive(FILETIME)
+        .unwrap(),
     );
     write(&boot.join("bootmgr"), &[0x90u8; 4096]);
     let outer = ntfs_partition(dir, "ufd.part", UFD_BYTES - MIB, "UFD", &boot);

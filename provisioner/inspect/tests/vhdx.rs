@@ -58,7 +58,7 @@ fn open_rw(path: &Path) -> File {
 /// converted by `qemu-img convert -O vhdx`, then damaged per `make`.
 fn build_vhdx(dir: &Path, make: Make) -> PathBuf {
     let win = dir.join("win");
-    windows_tree(&win, &system_hive(), false);
+    windows_tree(&win, &system_hive(Some(30000), true), false);
     let inner = ntfs_partition(dir, "inner.part", VHD_BYTES - MIB, "HyperV", &win);
     let raw = dir.join("virtual.raw");
     {
@@ -140,9 +140,15 @@ fn build_ufd_bcd(dir: &Path, make: Make, name: &str, bcd_signature: u32) -> Path
     let boot = dir.join("boot");
     write(
         &boot.join("Boot/BCD"),
-        &store(bcd_signature, &format!("\\{name}"))
-            .to_hive(FILETIME)
-            .unwrap(),
+        &store(
+            bcd_signature,
+            MIB,
+            &format!("\\{name}"),
+            WINLOAD,
+            Some("en-US"),
+        )
+        .to_hive(FILETIME)
+        .unwrap(),
     );
     write(&boot.join("bootmgr"), &[0x90u8; 4096]);
     let outer = ntfs_partition(dir, "ufd.part", UFD_BYTES - MIB, "UFD", &boot);
