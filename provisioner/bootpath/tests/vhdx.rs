@@ -3,7 +3,7 @@
 //! `vhd-footer` hop with the refusal named. Needs the Debian packages `qemu-utils`, `ntfs-3g`
 //! and `wimtools` (the NTFS tree is applied by `ufd_testkit::ntfs_partition`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -15,32 +15,16 @@ use ufd_formats::bcd::{
     Device, DeviceElement, Element, ElementValue, Guid, Object, ObjectType, PartitionLocation,
     Store,
 };
-use ufd_formats::bytes::ReadAt;
 use ufd_formats::policy::{self, Outcome};
-use ufd_formats::vhdx::crc32c;
 use ufd_testkit::{
-    mbr, ntfs_partition, run, splice, system_hive, write, FILETIME, LOADER, MIB, UFD_SIG, VHD_SIG,
+    cut_short, dirty_vhdx_log, mbr, ntfs_partition, run, splice, system_hive, vhdx_from_raw, write,
+    FileReader, FILETIME, LOADER, MIB, UFD_SIG, VHD_SIG,
 };
 
 /// The virtual disk: MBR + one NTFS partition from 1 MiB.
 const VIRTUAL_BYTES: u64 = 12 * MIB;
 /// The UFD's NTFS partition (holds the ~20 MiB VHDX file).
 const DATA_BYTES: u64 = 48 * MIB;
-
-struct FileDisk {
-    file: File,
-    size: u64,
-}
-
-impl ReadAt for FileDisk {
-    type Error = std::io::Error;
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, offset)
-    }
-}
 
 /// What to do to the VHDX before it goes onto the UFD.
 #[derive(Clone, Copy, Debug)]
@@ -71,49 +55,10 @@ fn build_vhdx(dir: &Path, make: Make) -> PathBuf {
         .unwrap();
     splice(&f, MIB, &inner);
     let out = dir.join("hyperV.vhdx");
-    let opts = match make {
-        Make::Dynamic => "subformat=dynamic",
-        _ => "subformat=fixed,block_state_zero=off",
-    };
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vhdx",
-            "-o",
-            opts,
-            raw.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ],
-        "qemu-utils",
-    );
+    vhdx_from_raw(&raw, &out, !matches!(make, Make::Dynamic));
     match make {
-        Make::DirtyLog => {
-            let mut b = std::fs::read(&out).unwrap();
-            let seq = |o: usize| u64::from_le_bytes(b[o + 8..o + 16].try_into().unwrap());
-            let cur = if seq(0x10000) > seq(0x20000) {
-                0x10000
-            } else {
-                0x20000
-            };
-            b[cur + 48..cur + 64].copy_from_slice(&[0xD1; 16]);
-            b[cur + 4..cur + 8].copy_from_slice(&[0; 4]);
-            let c = crc32c::checksum(&b[cur..cur + 4096]);
-            b[cur + 4..cur + 8].copy_from_slice(&c.to_le_bytes());
-            std::fs::write(&out, b).unwrap();
-        }
-        Make::Truncated => {
-            let len = std::fs::metadata(&out).unwrap().len();
-            OpenOptions::new()
-                .write(true)
-                .open(&out)
-                .unwrap()
-                .set_len(len - 4 * MIB)
-                .unwrap();
-        }
+        Make::DirtyLog => dirty_vhdx_log(&out, ufd_formats::vhdx::Guid([0xD1; 16])),
+        Make::Truncated => cut_short(&out, 4 * MIB),
         Make::Fixed | Make::Dynamic => {}
     }
     out
@@ -180,10 +125,8 @@ fn build_ufd(dir: &Path, make: Make, name: &str) -> PathBuf {
 }
 
 fn walk_image(img: &Path) -> BootPath {
-    let file = File::open(img).unwrap();
-    let size = file.metadata().unwrap().len();
     walk(
-        &mut Disk::new(FileDisk { file, size }),
+        &mut Disk::new(FileReader::open(img)),
         &Options {
             source: "test image".into(),
             ..Options::default()

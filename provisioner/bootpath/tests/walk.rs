@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use common::{build_ufd, Faults, Layout};
@@ -13,28 +11,10 @@ use ufd_bootpath::dev::Disk;
 use ufd_bootpath::walk::{walk, BootPath, Options, Status, HOPS};
 use ufd_formats::bytes::ReadAt;
 use ufd_formats::policy::{self, Outcome};
-use ufd_testkit::{MIB, UFD_SIG};
-
-/// A host file as the walker's disk.
-struct FileDisk {
-    file: File,
-    size: u64,
-}
-
-impl ReadAt for FileDisk {
-    type Error = std::io::Error;
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, offset)
-    }
-}
+use ufd_testkit::{FileReader, MIB, UFD_SIG};
 
 fn walk_image(img: &Path, boot_offset: Option<u64>) -> BootPath {
-    let file = File::open(img).unwrap();
-    let size = file.metadata().unwrap().len();
-    let mut disk = Disk::new(FileDisk { file, size });
+    let mut disk = Disk::new(FileReader::open(img));
     walk(
         &mut disk,
         &Options {

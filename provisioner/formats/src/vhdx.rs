@@ -157,6 +157,16 @@ const MIB: u64 = 1024 * 1024;
 /// `vhdxfile`, at file offset 0 (§2.2.1).
 pub const FILE_SIGNATURE: &[u8; 8] = b"vhdxfile";
 
+/// Set a header's LogGuid and re-seal its CRC-32C (§2.2.2): what a writer does before its
+/// first log entry. Left so, the file has a log that must be replayed (a "dirty log") for every
+/// reader, this one included. ufd never writes VHDX headers when it provisions; this serves the
+/// scenario damage (`ufd run`) and the tests that must produce such a file.
+pub fn set_log_guid(header: &mut [u8; HEADER_SIZE], log: &Guid) {
+    header[48..64].copy_from_slice(&log.0);
+    let crc = crc32c::checksum_with_zeroed_field(&header[..], 4);
+    header[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// How the boot manager and `ufd inspect` tell the loader's file is a VHDX: `Some(false)`
 /// when it is named `*.vhdx` (whatever it holds: Windows picks the container format by the
 /// extension \[reconstructed\]); `Some(true)` when another name starts with
@@ -1871,6 +1881,31 @@ pub fn build_fixed(p: &FixedParams<'_>) -> Result<FixedLayout> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn set_log_guid_reseals_the_header() {
+        let layout = build_fixed(&FixedParams {
+            virtual_size: 4 << 20,
+            block_size: 1 << 20,
+            logical_sector_size: 512,
+            physical_sector_size: 512,
+            disk_id: Guid([3; 16]),
+            file_write_guid: Guid([1; 16]),
+            data_write_guid: Guid([2; 16]),
+            creator: "t",
+        })
+        .unwrap();
+        let mut file = layout.head.clone();
+        file.resize(layout.file_len as usize, 0);
+        let at = HEADER_OFFSETS[1] as usize;
+        let mut h = [0u8; HEADER_SIZE];
+        h.copy_from_slice(&file[at..at + HEADER_SIZE]);
+        set_log_guid(&mut h, &Guid([0xD1; 16]));
+        file[at..at + HEADER_SIZE].copy_from_slice(&h);
+        let mut r = &file[..];
+        let e = Vhdx::open(&mut r).unwrap_err();
+        assert!(e.to_string().contains("dirty log"), "{e}");
+    }
 
     #[test]
     fn vhdx_by_name_or_signature() {

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use rstest::rstest;
-use ufd_formats::bytes::ReadAt;
 use ufd_formats::policy::Outcome;
 use ufd_formats::vhd::{Creator, Footer};
-use ufd_formats::vhdx::{crc32c, guids, Vhdx};
+use ufd_formats::vhdx::{guids, Vhdx};
 use ufd_inspect::{inspect, Report, EXIT_REQUIREMENT_FAILED};
+use ufd_testkit::{cut_short, dirty_vhdx_log, vhdx_from_raw, FileReader};
 
 /// What to do to the VHDX after qemu-img made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,19 +31,6 @@ enum Make {
     Differencing,
     /// Fixed, cut 4 MiB short (an interrupted copy).
     Truncated,
-}
-
-/// A file as `ufd_formats::bytes::ReadAt`, to find structures with the project's own reader.
-struct FileReader(File, u64);
-
-impl ReadAt for FileReader {
-    type Error = std::io::Error;
-    fn size(&self) -> u64 {
-        self.1
-    }
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.0.read_exact_at(buf, offset)
-    }
 }
 
 fn open_rw(path: &Path) -> File {
@@ -68,48 +55,13 @@ fn build_vhdx(dir: &Path, make: Make) -> PathBuf {
         splice(&f, MIB, &inner);
     }
     let out = dir.join("hyperV.vhdx");
-    let opts = match make {
-        Make::Dynamic => "subformat=dynamic",
-        _ => "subformat=fixed,block_state_zero=off",
-    };
-    run(
-        "qemu-img",
-        &[
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vhdx",
-            "-o",
-            opts,
-            raw.to_str().unwrap(),
-            out.to_str().unwrap(),
-        ],
-        "qemu-utils",
-    );
+    vhdx_from_raw(&raw, &out, make != Make::Dynamic);
     std::fs::remove_file(&raw).unwrap();
     let f = open_rw(&out);
-    let len = f.metadata().unwrap().len();
     match make {
-        Make::DirtyLog => {
-            let mut h = [[0u8; 4096]; 2];
-            for (i, at) in [0x10000u64, 0x20000].into_iter().enumerate() {
-                f.read_exact_at(&mut h[i], at).unwrap();
-            }
-            let seq = |b: &[u8; 4096]| u64::from_le_bytes(b[8..16].try_into().unwrap());
-            let (cur, at) = if seq(&h[0]) > seq(&h[1]) {
-                (&mut h[0], 0x10000)
-            } else {
-                (&mut h[1], 0x20000)
-            };
-            cur[48..64].copy_from_slice(&[0xD1; 16]);
-            cur[4..8].copy_from_slice(&[0; 4]);
-            let c = crc32c::checksum(&cur[..]);
-            cur[4..8].copy_from_slice(&c.to_le_bytes());
-            f.write_all_at(&cur[..], at).unwrap();
-        }
+        Make::DirtyLog => dirty_vhdx_log(&out, ufd_formats::vhdx::Guid([0xD1; 16])),
         Make::Differencing => {
-            let x = Vhdx::open(&mut FileReader(f.try_clone().unwrap(), len)).unwrap();
+            let x = Vhdx::open(&mut FileReader::new(f.try_clone().unwrap())).unwrap();
             let item = x
                 .metadata
                 .entries
@@ -122,7 +74,7 @@ fn build_vhdx(dir: &Path, make: Make) -> PathBuf {
             flags[0] |= 2; // HasParent
             f.write_all_at(&flags, flags_at).unwrap();
         }
-        Make::Truncated => f.set_len(len - 4 * MIB).unwrap(),
+        Make::Truncated => cut_short(&out, 4 * MIB),
         Make::Fixed | Make::Dynamic => {}
     }
     out

@@ -287,6 +287,85 @@ pub fn write(path: &Path, data: &[u8]) {
     std::fs::write(path, data).unwrap();
 }
 
+/// A file as a `ufd_formats::bytes::ReadAt` (the formats crate does no I/O; tests hand it
+/// files through this).
+pub struct FileReader {
+    file: File,
+    size: u64,
+}
+
+impl FileReader {
+    pub fn new(file: File) -> Self {
+        let size = file.metadata().expect("file size").len();
+        FileReader { file, size }
+    }
+    pub fn open(path: &Path) -> Self {
+        FileReader::new(File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    }
+}
+
+impl ufd_formats::bytes::ReadAt for FileReader {
+    type Error = std::io::Error;
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+/// `out`: the raw disk image `raw` converted by `qemu-img convert -O vhdx`: fixed (with
+/// `block_state_zero=off`, without which qemu's "fixed" blocks read as zeros) or dynamic.
+pub fn vhdx_from_raw(raw: &Path, out: &Path, fixed: bool) {
+    let opts = if fixed {
+        "subformat=fixed,block_state_zero=off"
+    } else {
+        "subformat=dynamic"
+    };
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vhdx",
+            "-o",
+            opts,
+            raw.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        "qemu-utils",
+    );
+}
+
+/// Give the VHDX's current header (the one the project's reader chooses) the LogGuid `log`,
+/// CRC re-sealed ([`ufd_formats::vhdx::set_log_guid`]): a log that was never replayed.
+pub fn dirty_vhdx_log(path: &Path, log: ufd_formats::vhdx::Guid) {
+    use ufd_formats::vhdx::{set_log_guid, Vhdx, HEADER_SIZE};
+    let at = Vhdx::open(&mut FileReader::open(path))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .header_info()
+        .current
+        .offset;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut h = [0u8; HEADER_SIZE];
+    f.read_exact_at(&mut h, at).unwrap();
+    set_log_guid(&mut h, &log);
+    f.write_all_at(&h, at).unwrap();
+}
+
+/// Cut `bytes` off the end of `path` (an interrupted copy).
+pub fn cut_short(path: &Path, bytes: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len - bytes).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -429,30 +429,24 @@ fn damage(r: &ImageRecipe, opts: &ProvisionOptions, image: &Path) -> Result<(), 
 /// replayed before the file is used) and re-seal its CRC-32C, in place.
 fn dirty_vhdx_log(path: &Path) -> Result<(), HarnessError> {
     use std::os::unix::fs::FileExt;
-    use ufd_formats::vhdx::crc32c;
+    use ufd_formats::vhdx::{set_log_guid, Guid, Vhdx, HEADER_SIZE};
+    use ufd_inspect::io::{FileDev, Stream};
+    // The current header is the one every reader chooses (valid, higher sequence number).
+    let dev = FileDev::open(path).map_err(|e| herr(&format!("open {}", path.display()), e))?;
+    let at = Vhdx::open(&mut Stream::new(std::sync::Arc::new(dev)))
+        .map_err(|e| herr(&format!("read {}", path.display()), e))?
+        .header_info()
+        .current
+        .offset;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(|e| herr(&format!("open {}", path.display()), e))?;
-    // The two headers at 64 KiB and 128 KiB; the current one has the larger sequence number.
-    let mut best: Option<(u64, u64, Vec<u8>)> = None;
-    for at in [64u64 << 10, 128 << 10] {
-        let mut h = vec![0u8; 4096];
-        f.read_exact_at(&mut h, at)
-            .map_err(|e| herr("read a VHDX header", e))?;
-        if &h[0..4] != b"head" {
-            continue;
-        }
-        let seq = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
-        if best.as_ref().is_none_or(|(s, _, _)| seq > *s) {
-            best = Some((seq, at, h));
-        }
-    }
-    let (_, at, mut h) = best.ok_or_else(|| herr("dirty VHDX log", "no VHDX header found"))?;
-    h[48..64].copy_from_slice(b"ufd-dirty-log-01");
-    let crc = crc32c::checksum_with_zeroed_field(&h, 4);
-    h[4..8].copy_from_slice(&crc.to_le_bytes());
+    let mut h = [0u8; HEADER_SIZE];
+    f.read_exact_at(&mut h, at)
+        .map_err(|e| herr("read the VHDX header", e))?;
+    set_log_guid(&mut h, &Guid(*b"ufd-dirty-log-01"));
     f.write_all_at(&h, at)
         .map_err(|e| herr("write the VHDX header", e))?;
     f.sync_all().map_err(|e| herr("fsync the VHDX", e))
