@@ -35,6 +35,8 @@ fn assemble(src: &Path, out_dir: &Path, name: &str, link_addr: &str) {
         "as",
         &[
             "--32".as_ref(),
+            "-I".as_ref(),
+            src.parent().expect("asm/ holds the sources").as_os_str(),
             "-o".as_ref(),
             obj.as_os_str(),
             src.as_os_str(),
@@ -69,6 +71,10 @@ fn main() {
     ] {
         let src = manifest.join("asm").join(file);
         println!("cargo:rerun-if-changed={}", src.display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest.join("asm/console.inc").display()
+        );
         assemble(&src, &out_dir, name, addr);
     }
     println!("cargo:rerun-if-changed=build.rs");

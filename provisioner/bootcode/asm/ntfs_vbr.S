@@ -132,36 +132,7 @@ halt:
     hlt
     jmp     halt
 
-# Print the NUL-terminated string at DS:SI, then CR LF, to screen and COM1.
-print:
-    lodsb
-    test    al, al
-    jz      print_eol
-    call    putc
-    jmp     print
-print_eol:
-    mov     al, 13
-    call    putc
-    mov     al, 10
-putc:
-    pusha
-    mov     ah, 0x0E
-    mov     bx, 0x0007
-    int     0x10
-    popa
-    pusha
-    mov     ah, al
-    mov     dx, COM1 + 5
-    xor     cx, cx
-putc_wait:
-    in      al, dx
-    test    al, 0x20
-    loopz   putc_wait
-    mov     dl, COM1 & 0xFF
-    mov     al, ah
-    out     dx, al
-    popa
-    ret
+    .include "console.inc"
 
 dap:
     .byte   0x10, 0
