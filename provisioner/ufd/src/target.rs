@@ -19,7 +19,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use ufd_device::check::{check_device, CheckOptions};
 use ufd_device::loopdev::{self, AttachOptions};
@@ -251,11 +250,6 @@ pub fn provision_to(
     let code = report.exit_code(opts.strict);
     if !settings.json {
         print!("{}", report.text());
-    }
-    // Give udev a moment to settle before a loop device is detached (its partitions were
-    // re-read after the MBR was written).
-    if is_loop {
-        std::thread::sleep(Duration::from_millis(100));
     }
     Ok(code)
 }
