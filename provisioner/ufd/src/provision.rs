@@ -252,10 +252,11 @@ fn print_plan(args: &ProvisionArgs, opts: &ProvisionOptions) -> Result<u8, CliEr
     }
 }
 
-pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
-    let wim = match &args.wim {
+/// The WIM to apply: `--wim`, or the built-in synthetic image (built or taken from its cache;
+/// `--plan` only names it).
+fn resolve_wim(args: &ProvisionArgs) -> Result<PathBuf, CliError> {
+    Ok(match &args.wim {
         Some(w) => w.clone(),
-        // --plan names the image without building it.
         None if args.plan => PathBuf::from(format!("<built-in synthetic {}>", args.synthetic)),
         None => {
             let w = ufd_synthetic::find_or_build(&args.synthetic).map_err(|e| {
@@ -270,7 +271,10 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
             }
             w
         }
-    };
+    })
+}
+
+pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
     let target = match (&args.out, &args.device, &args.loop_image) {
         (Some(_), _, _) => None,
         (None, Some(d), _) => Some(Target::Device(d.clone())),
@@ -278,6 +282,12 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
         (None, None, None) => return Err(CliError::usage("one of --out, --device, --loop")),
     };
     let out = args.out.clone().unwrap_or_default();
+    // A device is identified and refused before anything is built: its WIM is resolved only
+    // when the image is built (inside `provision_to`).
+    let wim = match target {
+        Some(_) if !args.plan => PathBuf::new(),
+        _ => resolve_wim(&args)?,
+    };
     let mut opts = ProvisionOptions::seed(&wim, &out);
     opts.index = args.index;
     opts.ufd_size = args.size.unwrap_or(DEFAULT_UFD_SIZE);
@@ -320,7 +330,11 @@ pub fn run(args: ProvisionArgs) -> Result<u8, CliError> {
                 json,
                 size: args.size,
             };
-            provision_to(&t, &settings, &mut opts, &mut |o| run_pipeline(o, json))
+            provision_to(&t, &settings, &mut opts, &mut |o| {
+                let mut o = o.clone();
+                o.wim = resolve_wim(&args)?;
+                run_pipeline(&o, json)
+            })
         }
     }
 }
