@@ -51,6 +51,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// Bytes a clean `cargo xtask ci` leaves on disk: target/ at its peak (debug + release builds,
+/// both guest programs, the e2e scenario images) measured 5.4 GB on a clean clone; rounded up.
+const CI_DISK_NEED: u64 = 8 << 30;
+
+/// Say how much space the run has before it starts: a full disk otherwise shows up as an
+/// `os error 28` deep inside some compiler step (as it once did, in clippy after 36 s).
+fn disk_preflight(root: &std::path::Path) {
+    let out = std::process::Command::new("df")
+        .args(["-Pk", "--"])
+        .arg(root)
+        .output();
+    let avail_kib = out.ok().and_then(|o| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let line = text.lines().nth(1)?.to_string();
+        line.split_whitespace().nth(3)?.parse::<u64>().ok()
+    });
+    match avail_kib {
+        Some(k) if k * 1024 < CI_DISK_NEED => eprintln!(
+            "xtask: warning: {:.1} GiB free under {}; a full run needs about {} GiB (target/ plus the e2e images)",
+            (k * 1024) as f64 / (1u64 << 30) as f64,
+            root.display(),
+            CI_DISK_NEED >> 30
+        ),
+        Some(k) => eprintln!(
+            "xtask: {:.1} GiB free under {} (a full run needs about {} GiB)",
+            (k * 1024) as f64 / (1u64 << 30) as f64,
+            root.display(),
+            CI_DISK_NEED >> 30
+        ),
+        None => eprintln!("xtask: warning: could not read free disk space (df -Pk)"),
+    }
+}
+
 /// The fixture folder the tests read (`shared/fixtures` beside the clone).
 fn fixtures_present() -> bool {
     std::env::var_os("UFD_FIXTURES")
@@ -64,8 +97,9 @@ fn fixtures_present() -> bool {
 const FIXTURE_TESTS: &str = "test(/(^|::)fixture_/)";
 
 fn ci() -> Result<(), String> {
-    deps::ensure_all()?;
     let root = workspace_root();
+    disk_preflight(&root);
+    deps::ensure_all()?;
     Step::new("fmt").run(cargo(&root).args(["fmt", "--all", "--check"]))?;
     Step::new("clippy").run(cargo(&root).args([
         "clippy",

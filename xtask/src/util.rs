@@ -12,6 +12,11 @@ pub fn workspace_root() -> PathBuf {
 pub fn cargo(root: &std::path::Path) -> Command {
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root);
+    if std::env::var_os("CI").is_some() {
+        // A clean CI build never reuses incremental state: without it the target dir is
+        // ~0.8 GB smaller (measured on a clean clone: debug/incremental 823 MB).
+        c.env("CARGO_INCREMENTAL", "0");
+    }
     c
 }
 
