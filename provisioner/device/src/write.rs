@@ -6,29 +6,59 @@
 //!   a hole is a range no tool ever wrote, i.e. free space of an NTFS volume (mkntfs -Q, like
 //!   Windows' quick format, does not clear free clusters; NTFS finds its clusters through
 //!   `$Bitmap` and its records through the `$MFT` bitmap and never interprets a free cluster),
-//!   the unused gap between the MBR and partition 1 (the MBR code loads the first sector of the
-//!   active partition, nothing reads the gap), and the same areas inside the VHD, which the UFD's
-//!   NTFS holds in allocated clusters whose content the inner NTFS treats the same way. Stale
-//!   bytes stay readable in free space (a privacy concern, not a correctness one):
-//!   [`WriteOptions::zero_holes`] clears them (BLKZEROOUT on block devices, which the device can
-//!   serve with a TRIM-like zeroing command; `fallocate(PUNCH_HOLE|KEEP_SIZE)` on files).
-//!   Always written, zeros included: the first [`HEAD_BYTES`] (LBA 0–33: the MBR and where a
-//!   primary GPT header and entries would sit), so a stale GPT from the stick's previous life
-//!   cannot outrank the new MBR. A stale *backup* GPT at the end of a larger device is outside
-//!   the image and stays; without a protective MBR (type EEh) firmware and Windows ignore it.
+//!   and the same areas inside the VHD, which the UFD's NTFS holds in allocated clusters whose
+//!   content the inner NTFS treats the same way. Stale bytes stay readable in free space (a
+//!   privacy concern, not a correctness one): [`WriteOptions::zero_holes`] clears them
+//!   (BLKZEROOUT on block devices, which the device can serve with a TRIM-like zeroing command;
+//!   `fallocate(PUNCH_HOLE|KEEP_SIZE)` on files).
+//! - **The stick's previous partitioning is cleared the way the seed's `diskpart clean` does.**
+//!   The seed prepares the stick with `clean` before `create partition primary`. Microsoft's
+//!   diskpart reference says only that `clean` overwrites "the MBR partitioning information and
+//!   hidden sector information" (MBR disks) or "the GPT partitioning information, including the
+//!   Protective MBR" (GPT disks) (learn.microsoft.com, windows-commands/clean). What is cleared
+//!   is documented for the VDS call underneath: `IVdsAdvancedDisk::Clean` with `bFullClean`
+//!   FALSE "cleans only the first and the last megabytes on the disk" (learn.microsoft.com,
+//!   vds.h, IVdsAdvancedDisk::Clean); third-party write-ups of diskpart say the same ("the first
+//!   and last 1MB of the disk are zeroed", t.zoukankan.com/fdyang-p-3041255.html).
+//!   *Reconstructed*: that diskpart's `clean` is that VDS call with `bFullClean` FALSE, that a
+//!   "megabyte" is 1 MiB, and that it is zeros (not observed on Windows). So:
+//!   - the first [`HEAD_BYTES`] (1 MiB) are always written from the image, zeros included: the
+//!     MBR, LBA 1–33 where a primary GPT header and entries sit, and the gap before partition 1
+//!     (which our images put at 1 MiB, as Windows Vista and later align it), i.e. what `clean`
+//!     followed by `create partition` leaves. This also removes signatures that live in the gap,
+//!     e.g. the ISO 9660 volume descriptor at 32 KiB of a stick that held a hybrid ISO;
+//!   - the last [`TAIL_BYTES`] (1 MiB) of the **target** are zeroed wherever the image does not
+//!     write data there: beyond the image's end when the target is larger than the image (the
+//!     backup GPT header in the last LBA and its entries in the 32 LBAs before it, which would
+//!     otherwise survive from the stick's previous life; with 4096-byte sectors, the last 5),
+//!     and the image's own holes in that range when the target is the image's size. Counted in
+//!     [`WriteSummary::cleared_bytes`], in the progress total and in the read-back.
+//!
+//!   Bytes of a larger target between the image's end and its last MiB keep what they held
+//!   (no partition references them; `clean` does not touch them either).
+//!   A **regular file** target is treated as a disk of its current size (a virtual stick for
+//!   QEMU, a loop device's backing file): a shorter one is extended to the image's size, a
+//!   longer one keeps its size and gets the same clean (pass a new, empty file to get a copy of
+//!   the image). Before this, a stale backup GPT of a larger target survived: invisible to
+//!   firmware and Windows (no protective MBR, type EEh) but found by `wipefs`/libblkid (udev,
+//!   udisks) and offered for recovery by GPT tools.
 //! - **The MBR goes first as zeros and last as data.** Sector 0 is zeroed and flushed before
-//!   anything else and written from the image only after everything else is flushed: a device
-//!   whose write was interrupted has no partition table, so no firmware boots it and no one
-//!   mistakes it for a finished UFD ([`INTERRUPTED_STATE`]).
+//!   anything else; then the rest of the head and the target's last MiB are written and flushed
+//!   (from then on the target holds no partitioning at all, as after `clean`), then the image's
+//!   other extents (and holes, with `zero_holes`); sector 0 is written from the image only after
+//!   everything else is flushed: a device whose write was interrupted has no partition table,
+//!   so no firmware boots it and no one mistakes it for a finished UFD ([`INTERRUPTED_STATE`]).
 //! - **Progress counts flushed bytes.** Every [`WriteOptions::flush_every`] bytes the target is
 //!   `fdatasync`ed (on a block device that writes the page cache and issues a cache flush to
 //!   the device) and only then are the bytes reported, with rate and ETA. Progress bars that
 //!   "finish" while gigabytes still sit in the page cache were a top user complaint of peers
 //!   (peers.md A.3 #3).
-//! - **Cancellable**: a flag (set by the CLI's SIGINT handler) is checked between chunks; the
-//!   write flushes and returns [`WriteError::Interrupted`] saying what state the target is in.
+//! - **Cancellable**: a flag (set by the CLI's SIGINT handler) is checked between chunks (of the
+//!   copy and of the clean alike); the write flushes and returns [`WriteError::Interrupted`]
+//!   saying what state the target is in.
 //! - **Verified**: after the write, the cached pages of the target are dropped
-//!   (`posix_fadvise(DONTNEED)`) and every written extent is read back and compared.
+//!   (`posix_fadvise(DONTNEED)`) and every written extent is read back and compared, and every
+//!   cleared range is read back and must be zeros.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -41,8 +71,12 @@ use nix::errno::Errno;
 use nix::unistd::Whence;
 use serde::Serialize;
 
-/// Bytes at the start that are always written (LBA 0–33 with 512-byte sectors).
-pub const HEAD_BYTES: u64 = 34 * 512;
+/// Bytes at the start that are always written from the image, zeros included: diskpart
+/// `clean`'s first megabyte (MBR, primary GPT area LBA 1–33, gap before partition 1).
+pub const HEAD_BYTES: u64 = 1 << 20;
+/// Bytes at the end of the target zeroed wherever the image writes no data there: diskpart
+/// `clean`'s last megabyte, which holds a backup GPT (see the module docs).
+pub const TAIL_BYTES: u64 = 1 << 20;
 /// The state of a target whose write stopped before the end.
 pub const INTERRUPTED_STATE: &str =
     "partition table not written: the device does not boot and is not a valid UFD";
@@ -97,17 +131,26 @@ pub struct Progress {
     pub eta: Option<Duration>,
 }
 
-/// What a finished write did.
+/// What a finished write did. `data_bytes + zeroed_bytes + skipped_bytes + cleared_bytes ==
+/// target_bytes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WriteSummary {
     pub image_bytes: u64,
+    /// Size of the target: the block device's size, or the file's length after the write.
+    pub target_bytes: u64,
     /// Data extents copied (after merging in [`HEAD_BYTES`]).
     pub extents: usize,
     pub data_bytes: u64,
-    /// Bytes zeroed under holes (`zero_holes`), else 0.
+    /// Bytes zeroed under the image's holes before the target's last MiB (`zero_holes`), else 0.
     pub zeroed_bytes: u64,
-    /// Bytes under holes left as they were.
+    /// Bytes of the target left as they were: the image's holes before the target's last MiB
+    /// (unless `zero_holes`) and, on a larger target, the bytes between the image's end and the
+    /// target's last MiB.
     pub skipped_bytes: u64,
+    /// Bytes zeroed in the target's last [`TAIL_BYTES`] where the image writes no data (beyond
+    /// the image's end and under its holes), as diskpart `clean` does: no stale backup GPT.
+    pub cleared_bytes: u64,
+    /// Bytes read back and compared: the data extents and the cleared ranges.
     pub verified_bytes: u64,
     pub elapsed: Duration,
 }
@@ -206,11 +249,12 @@ pub fn data_extents(f: &File, len: u64) -> std::io::Result<Vec<(u64, u64)>> {
     Ok(merged)
 }
 
-/// The ranges of `[0, len)` not covered by `extents`.
+/// The ranges of `[0, len)` not covered by `extents` (sorted, disjoint).
 fn holes(extents: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
     let mut h = Vec::new();
     let mut pos = 0;
     for &(s, e) in extents {
+        let s = s.min(len);
         if s > pos {
             h.push((pos, s));
         }
@@ -220,6 +264,19 @@ fn holes(extents: &[(u64, u64)], len: u64) -> Vec<(u64, u64)> {
         h.push((pos, len));
     }
     h
+}
+
+/// `ranges` (sorted, disjoint) intersected with `[lo, hi)`.
+fn clip(ranges: &[(u64, u64)], lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    ranges
+        .iter()
+        .map(|&(s, e)| (s.max(lo), e.min(hi)))
+        .filter(|(s, e)| s < e)
+        .collect()
+}
+
+fn total(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(s, e)| e - s).sum()
 }
 
 struct Target<'a> {
@@ -328,8 +385,67 @@ impl Meter<'_> {
     }
 }
 
+/// One step of the write, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Copy `[start, end)` from the image.
+    Copy(u64, u64),
+    /// Zero `[start, end)` of the target.
+    Zero(u64, u64),
+    /// Flush what is pending (and report it).
+    Flush,
+}
+
+/// Bytes written but not yet flushed, and bytes flushed.
+struct Flushed {
+    done: u64,
+    pending: u64,
+    /// Where the unflushed range began (for messages).
+    from: u64,
+    every: u64,
+}
+
+impl Flushed {
+    fn add(
+        &mut self,
+        t: &Target,
+        meter: &mut Meter,
+        offset: u64,
+        n: u64,
+    ) -> Result<(), WriteError> {
+        if self.pending == 0 {
+            self.from = offset;
+        }
+        self.pending += n;
+        if self.pending >= self.every {
+            self.flush(t, meter)?;
+        }
+        Ok(())
+    }
+    fn flush(&mut self, t: &Target, meter: &mut Meter) -> Result<(), WriteError> {
+        if self.pending > 0 {
+            t.flush(self.from)?;
+            self.done += self.pending;
+            self.pending = 0;
+            meter.report(self.done);
+        }
+        Ok(())
+    }
+    /// Flush what is pending and say where the write stopped.
+    fn interrupted(&self, t: &Target) -> WriteError {
+        match t.flush(self.from) {
+            Ok(()) => WriteError::Interrupted {
+                flushed_bytes: self.done + self.pending,
+                state: INTERRUPTED_STATE.into(),
+            },
+            Err(e) => e,
+        }
+    }
+}
+
 /// Write the image at `source` onto `target` (opened for writing by the caller: a block device
 /// through `safety::open_exclusive`, or a regular file); `target_name` names it in messages.
+/// The target may be larger than the image: its last [`TAIL_BYTES`] are cleared (module docs).
 pub fn write_image(
     source: &Path,
     target: &File,
@@ -348,9 +464,7 @@ pub fn write_image(
     let src = File::open(source).map_err(|e| src_err("open", 0, e))?;
     let len = src.metadata().map_err(|e| src_err("stat", 0, e))?.len();
     let extents = data_extents(&src, len).map_err(|e| src_err("SEEK_DATA/SEEK_HOLE scan", 0, e))?;
-    let hole_list = holes(&extents, len);
-    let data_bytes: u64 = extents.iter().map(|(s, e)| e - s).sum();
-    let hole_bytes: u64 = hole_list.iter().map(|(s, e)| e - s).sum();
+    let data_bytes = total(&extents);
     let block_size = block_device_size(target).map_err(|e| WriteError::Io {
         target: target_name.to_string(),
         op: "size query (BLKGETSIZE64)",
@@ -363,29 +477,46 @@ pub fn write_image(
         block: block_size.is_some(),
         image_bytes: len,
     };
-    if let Some(size) = block_size {
-        if size < len {
+    let target_bytes = match block_size {
+        Some(size) if size < len => {
             return Err(WriteError::NoSpace {
                 target: target_name.to_string(),
                 offset: size,
                 image_bytes: len,
-            });
+            })
         }
-    } else {
-        target
-            .set_len(len)
-            .map_err(|e| t.err("set length", len, e))?;
-    }
+        Some(size) => size,
+        None => {
+            let current = target.metadata().map_err(|e| t.err("stat", 0, e))?.len();
+            if current < len {
+                target
+                    .set_len(len)
+                    .map_err(|e| t.err("set length", len, e))?;
+            }
+            current.max(len)
+        }
+    };
 
-    let total = data_bytes + if opts.zero_holes { hole_bytes } else { 0 };
+    // What diskpart clean zeroes at the end, less what the image writes there; the image's holes
+    // before it are zeroed (zero_holes) or skipped, as are a larger target's bytes before it.
+    let tail_from = target_bytes.saturating_sub(TAIL_BYTES);
+    let clear = clip(&holes(&extents, target_bytes), tail_from, target_bytes);
+    let cleared_bytes = total(&clear);
+    let image_holes = clip(&holes(&extents, len), 0, tail_from);
+    let (zero_list, zeroed_bytes, skipped_bytes) = if opts.zero_holes {
+        (image_holes.clone(), total(&image_holes), 0)
+    } else {
+        (Vec::new(), 0, total(&image_holes))
+    };
+    let skipped_bytes = skipped_bytes + tail_from.saturating_sub(len);
+
     let mut meter = Meter {
         phase: Phase::Writing,
-        total,
+        total: data_bytes + zeroed_bytes + cleared_bytes,
         start: Instant::now(),
         cb: progress,
     };
     let chunk = opts.chunk.max(512);
-    let flush_every = opts.flush_every.max(chunk as u64);
 
     // 1. Sector 0 zeroed and flushed before anything else.
     let head0 = 512.min(len);
@@ -393,74 +524,65 @@ pub fn write_image(
         t.write_at(&vec![0u8; head0 as usize], 0)?;
         t.flush(0)?;
     }
-    let mut flushed = 0u64;
-    let mut pending = 0u64;
-    let mut pending_from = 0u64;
-    let interrupted = |t: &Target, flushed: u64, pending: u64, from: u64| -> WriteError {
-        match t.flush(from) {
-            Ok(()) => WriteError::Interrupted {
-                flushed_bytes: flushed + pending,
-                state: INTERRUPTED_STATE.into(),
-            },
-            Err(e) => e,
-        }
+    // 2. The rest of the head and the clean of the end, flushed: no partitioning is left. Then
+    //    the other extents and (zero_holes) the holes; sector 0 stays zero until 3.
+    let head_end = HEAD_BYTES.min(len);
+    let mut plan: Vec<Step> = Vec::new();
+    plan.extend(
+        clip(&extents, head0, head_end)
+            .into_iter()
+            .map(|(s, e)| Step::Copy(s, e)),
+    );
+    plan.extend(clear.iter().map(|&(s, e)| Step::Zero(s, e)));
+    plan.push(Step::Flush);
+    plan.extend(
+        clip(&extents, head_end, len)
+            .into_iter()
+            .map(|(s, e)| Step::Copy(s, e)),
+    );
+    plan.extend(zero_list.iter().map(|&(s, e)| Step::Zero(s, e)));
+    let mut f = Flushed {
+        done: 0,
+        pending: 0,
+        from: 0,
+        every: opts.flush_every.max(chunk as u64),
     };
-
-    // 2. Everything but sector 0.
     let mut buf = vec![0u8; chunk];
-    for &(s, e) in &extents {
-        let mut off = if s == 0 { head0 } else { s };
+    for step in plan {
+        let (s, e, copy) = match step {
+            Step::Copy(s, e) => (s, e, true),
+            Step::Zero(s, e) => (s, e, false),
+            Step::Flush => {
+                f.flush(&t, &mut meter)?;
+                continue;
+            }
+        };
+        let mut off = s;
         while off < e {
             if cancel.load(Ordering::SeqCst) {
-                return Err(interrupted(&t, flushed, pending, pending_from));
+                return Err(f.interrupted(&t));
             }
-            let n = (e - off).min(chunk as u64) as usize;
-            src.read_exact_at(&mut buf[..n], off)
-                .map_err(|e| src_err("read", off, e))?;
-            if pending == 0 {
-                pending_from = off;
-            }
-            t.write_at(&buf[..n], off)?;
-            off += n as u64;
-            pending += n as u64;
-            if pending >= flush_every {
-                t.flush(pending_from)?;
-                flushed += pending;
-                pending = 0;
-                meter.report(flushed);
-            }
-        }
-    }
-    let mut zeroed = 0u64;
-    if opts.zero_holes {
-        for &(s, e) in &hole_list {
-            let mut off = s;
-            while off < e {
-                if cancel.load(Ordering::SeqCst) {
-                    return Err(interrupted(&t, flushed, pending, pending_from));
-                }
+            let n = if copy {
+                let n = (e - off).min(chunk as u64);
+                let b = &mut buf[..n as usize];
+                src.read_exact_at(b, off)
+                    .map_err(|e| src_err("read", off, e))?;
+                t.write_at(b, off)?;
+                n
+            } else {
                 let n = (e - off).min(64 * chunk as u64);
-                if pending == 0 {
-                    pending_from = off;
-                }
                 t.zero(off, off + n)?;
-                off += n;
-                zeroed += n;
-                pending += n;
-                if pending >= flush_every {
-                    t.flush(pending_from)?;
-                    flushed += pending;
-                    pending = 0;
-                    meter.report(flushed);
-                }
-            }
+                n
+            };
+            f.add(&t, &mut meter, off, n)?;
+            off += n;
         }
     }
     if cancel.load(Ordering::SeqCst) {
-        return Err(interrupted(&t, flushed, pending, pending_from));
+        return Err(f.interrupted(&t));
     }
-    t.flush(pending_from)?;
-    flushed += pending;
+    t.flush(f.from)?;
+    let mut flushed = f.done + f.pending;
 
     // 3. Sector 0 last.
     if head0 > 0 {
@@ -473,7 +595,8 @@ pub fn write_image(
     }
     meter.report(flushed);
 
-    // 4. Read back what was written, from the device rather than the page cache.
+    // 4. Read back what was written, from the device rather than the page cache: the image's
+    //    extents, then the cleared ranges (zeros).
     let mut verified = 0u64;
     if opts.verify {
         let _ = nix::fcntl::posix_fadvise(
@@ -484,13 +607,18 @@ pub fn write_image(
         );
         let mut meter = Meter {
             phase: Phase::Verifying,
-            total: data_bytes,
+            total: data_bytes + cleared_bytes,
             start: Instant::now(),
             cb: meter.cb,
         };
+        let ranges = extents
+            .iter()
+            .map(|&(s, e)| (s, e, true))
+            .chain(clear.iter().map(|&(s, e)| (s, e, false)));
         let mut back = vec![0u8; chunk];
         let mut since = 0u64;
-        for &(s, e) in &extents {
+        let every = opts.flush_every.max(chunk as u64);
+        for (s, e, from_image) in ranges {
             let mut off = s;
             while off < e {
                 if cancel.load(Ordering::SeqCst) {
@@ -500,17 +628,17 @@ pub fn write_image(
                     });
                 }
                 let n = (e - off).min(chunk as u64) as usize;
-                src.read_exact_at(&mut buf[..n], off)
-                    .map_err(|e| src_err("read", off, e))?;
+                let want = &mut buf[..n];
+                if from_image {
+                    src.read_exact_at(want, off)
+                        .map_err(|e| src_err("read", off, e))?;
+                } else {
+                    want.fill(0);
+                }
                 target
                     .read_exact_at(&mut back[..n], off)
                     .map_err(|e| t.err("read-back", off, e))?;
-                if buf[..n] != back[..n] {
-                    let i = buf[..n]
-                        .iter()
-                        .zip(&back[..n])
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(0);
+                if let Some(i) = want.iter().zip(&back[..n]).position(|(a, b)| a != b) {
                     return Err(WriteError::VerifyMismatch {
                         target: target_name.to_string(),
                         offset: off + i as u64,
@@ -519,7 +647,7 @@ pub fn write_image(
                 off += n as u64;
                 verified += n as u64;
                 since += n as u64;
-                if since >= flush_every {
+                if since >= every {
                     since = 0;
                     meter.report(verified);
                 }
@@ -529,10 +657,12 @@ pub fn write_image(
     }
     Ok(WriteSummary {
         image_bytes: len,
+        target_bytes,
         extents: extents.len(),
         data_bytes,
-        zeroed_bytes: zeroed,
-        skipped_bytes: if opts.zero_holes { 0 } else { hole_bytes },
+        zeroed_bytes,
+        skipped_bytes,
+        cleared_bytes,
         verified_bytes: verified,
         elapsed: started.elapsed(),
     })
@@ -586,6 +716,17 @@ mod tests {
         assert_eq!(holes(&[(0, 10), (20, 30)], 40), vec![(10, 20), (30, 40)]);
         assert_eq!(holes(&[(0, 40)], 40), vec![]);
         assert_eq!(holes(&[], 5), vec![(0, 5)]);
+    }
+
+    #[test]
+    fn clip_intersects_ranges() {
+        let r = [(0, 10), (20, 30), (40, 50)];
+        assert_eq!(clip(&r, 5, 25), vec![(5, 10), (20, 25)]);
+        assert_eq!(clip(&r, 30, 40), vec![]);
+        assert_eq!(clip(&r, 0, 100), r.to_vec());
+        // The clean of a target larger than the image: its last part past the image's data.
+        assert_eq!(clip(&holes(&[(0, 10)], 100), 90, 100), vec![(90, 100)]);
+        assert_eq!(clip(&holes(&[(0, 95)], 100), 90, 100), vec![(95, 100)]);
     }
 
     #[test]

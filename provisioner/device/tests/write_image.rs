@@ -97,8 +97,12 @@ fn writes_data_extents_and_keeps_or_zeroes_holes(#[case] zero_holes: bool) {
     use std::os::unix::fs::MetadataExt;
     let blk = fs::metadata(&img).unwrap().blksize().max(512);
     let data = HEAD_BYTES + 3 * MIB + (64 << 10) + blk;
-    assert_eq!((s.image_bytes, s.extents, s.data_bytes), (SIZE, 4, data));
-    assert_eq!(s.verified_bytes, data);
+    // The 1 MiB head and the data at 1 MiB are one extent.
+    assert_eq!((s.image_bytes, s.extents, s.data_bytes), (SIZE, 3, data));
+    // The image's holes in the target's last MiB are cleared (diskpart clean), and verified.
+    let cleared = MIB - blk;
+    assert_eq!((s.target_bytes, s.cleared_bytes), (SIZE, cleared));
+    assert_eq!(s.verified_bytes, data + cleared);
     for (off, bytes) in &parts {
         assert_eq!(
             &read_at(&target, *off, bytes.len()),
@@ -113,11 +117,17 @@ fn writes_data_extents_and_keeps_or_zeroes_holes(#[case] zero_holes: bool) {
     let in_hole = read_at(&target, 20 * MIB, 4096);
     if zero_holes {
         assert!(in_hole.iter().all(|&b| b == 0));
-        assert_eq!((s.zeroed_bytes, s.skipped_bytes), (SIZE - data, 0));
+        assert_eq!(
+            (s.zeroed_bytes, s.skipped_bytes),
+            (SIZE - data - cleared, 0)
+        );
         assert_eq!(fs::read(&img).unwrap(), read_at(&target, 0, SIZE as usize));
     } else {
         assert!(in_hole.iter().all(|&b| b == 0xAA), "holes are not written");
-        assert_eq!((s.zeroed_bytes, s.skipped_bytes), (0, SIZE - data));
+        assert_eq!(
+            (s.zeroed_bytes, s.skipped_bytes),
+            (0, SIZE - data - cleared)
+        );
     }
     // Progress: flushed bytes only, non-decreasing, ending at the total; then verification.
     let writing: Vec<&Progress> = reports
@@ -128,9 +138,9 @@ fn writes_data_extents_and_keeps_or_zeroes_holes(#[case] zero_holes: bool) {
     assert!(writing.windows(2).all(|w| w[0].done <= w[1].done));
     let last = writing.last().unwrap();
     assert_eq!(last.done, last.total);
-    assert_eq!(last.total, data + s.zeroed_bytes);
+    assert_eq!(last.total, data + s.zeroed_bytes + cleared);
     assert_eq!(reports.last().unwrap().phase, Phase::Verifying);
-    assert_eq!(reports.last().unwrap().done, data);
+    assert_eq!(reports.last().unwrap().done, data + cleared);
 }
 
 #[test]
@@ -277,7 +287,7 @@ fn writes_a_real_loop_device(#[case] zero_holes: bool) {
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(s.verified_bytes, s.data_bytes);
+    assert_eq!(s.verified_bytes, s.data_bytes + s.cleared_bytes);
     drop(dev);
     drop(ld);
     let written = fs::read(&backing).unwrap();

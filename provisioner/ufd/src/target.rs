@@ -239,11 +239,20 @@ pub fn provision_to(
         );
     } else {
         eprintln!(
-            "ufd: {}: {} bytes of data written and flushed in {} extents, read back and compared",
+            "ufd: {}: {} bytes of data written and flushed in {} extents, {} bytes of the device's last MiB zeroed (as diskpart clean does: no stale backup GPT), read back and compared",
             device.display(),
             summary.data_bytes,
-            summary.extents
+            summary.extents,
+            summary.cleared_bytes
         );
+        if summary.target_bytes > summary.image_bytes {
+            eprintln!(
+                "ufd: {}: the {}-byte image fills the start of the {}-byte device; the bytes between its end and the device's last MiB keep their old content (no partition covers them)",
+                device.display(),
+                summary.image_bytes,
+                summary.target_bytes
+            );
+        }
     }
     // The device as firmware and Windows read it.
     let report = ufd_inspect::inspect(&device).map_err(|e| cli(format!("read-back: {e}")))?;
