@@ -5,7 +5,7 @@
 //! The judges here take evidence that was already read (numbers, hive values, a parsed MBR)
 //! and never do I/O. The USB and topology rules live in [`usb`] (facts in, outcome plus the
 //! deciding fact out; `ufd check-device` and the guest probe word the evidence), the processor
-//! rules in [`host`]. Each verdict carries its evidence and where it was read. A rule that
+//! rules in [`host`], the image rules (generalized, language packs) in [`image`]. Each verdict carries its evidence and where it was read. A rule that
 //! cannot be judged in a setting is reported as [`Outcome::NotJudged`], never as passed.
 
 use alloc::format;
@@ -13,6 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 pub mod host;
+pub mod image;
 pub mod usb;
 
 pub use host::CpuFacts;

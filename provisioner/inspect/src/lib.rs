@@ -45,12 +45,12 @@ use ufd_formats::bcd::guid::well_known;
 use ufd_formats::bcd::{Device, ElementType, ElementValue, ObjectType, PartitionLocation, Store};
 use ufd_formats::hive::Hive;
 use ufd_formats::mbr::{Mbr, PartitionEntry};
+use ufd_formats::policy::image::{self, SetupValues};
 use ufd_formats::policy::{self, Level, Outcome, Verdict};
 use ufd_formats::vhd::{read_footer, DiskType, Footer, ReadError};
 use ufd_formats::vhdx::{Refusal, Vhdx};
 
 use crate::io::{read_vec, Dev, DevRef, FileDev, Slice, Stream, VhdxDev};
-use crate::judge::SetupValues;
 use crate::ntfsvol::{DataFacts, Volume};
 
 /// Exit code when a requirement fails (1 = I/O or format error, 2 = usage, as everywhere in `ufd`).
@@ -748,7 +748,7 @@ fn inner_disk(disk: DevRef, src: &str, f: &mut Findings) {
     let ini = "\\Windows\\Setup\\State\\State.ini";
     match vol.read_file(ini, 1 << 20) {
         Ok(Some(data)) => {
-            let state = judge::state_ini_image_state(&data);
+            let state = image::state_ini_image_state(&data);
             f.line(format!(
                 "{isrc} {ini}: ImageState={}",
                 state.as_deref().unwrap_or("(absent)")
@@ -1184,7 +1184,7 @@ fn judge_all(f: &mut Findings) -> Vec<Verdict> {
             .clone()
             .or_else(|| f.image_src.clone())
             .unwrap_or_else(|| "SYSTEM".into());
-        out.push(judge::judge_generalized(
+        out.push(image::judge_generalized(
             f.image_state.as_deref(),
             f.setup.as_ref(),
             &src,
@@ -1194,9 +1194,9 @@ fn judge_all(f: &mut Findings) -> Vec<Verdict> {
         let required = f
             .store
             .as_ref()
-            .map(|(s, _)| judge::bcd_locales(s))
+            .map(|(s, _)| image::bcd_locales(s))
             .unwrap_or_default();
-        out.push(judge::judge_langpacks(langs, &required, src));
+        out.push(image::judge_langpacks(langs, &required, src));
     }
     let judged: Vec<&str> = out.iter().map(|v| v.rule).collect();
     let mut rest = Vec::new();
