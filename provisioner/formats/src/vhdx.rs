@@ -75,6 +75,10 @@
 //! - qemu writes both headers at creation with sequence numbers n (header 1) and n + 1
 //!   (header 2); header 2 is current in a fresh file. Both region-table copies are identical
 //!   and its BAT and metadata entries have Required = 0.
+//! - Two files qemu-img creates with the same options differ only in `n` (a random 32-bit
+//!   value), the FileWriteGuid and DataWriteGuid (the same in both headers), the page 83 id
+//!   and the header checksums (`cmp -l` of two 64 MiB files). [`pin_headers`] and
+//!   [`Vhdx::metadata_item`] let a writer fix those for a byte-reproducible file.
 //!
 //! ## Errors
 //!
@@ -157,14 +161,111 @@ const MIB: u64 = 1024 * 1024;
 /// `vhdxfile`, at file offset 0 (§2.2.1).
 pub const FILE_SIGNATURE: &[u8; 8] = b"vhdxfile";
 
-/// Set a header's LogGuid and re-seal its CRC-32C (§2.2.2): what a writer does before its
-/// first log entry. Left so, the file has a log that must be replayed (a "dirty log") for every
-/// reader, this one included. ufd never writes VHDX headers when it provisions; this serves the
-/// scenario damage (`ufd run`) and the tests that must produce such a file.
-pub fn set_log_guid(header: &mut [u8; HEADER_SIZE], log: &Guid) {
-    header[48..64].copy_from_slice(&log.0);
+/// A header field a writer sets (§2.2.2), for [`set_header_fields`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderField {
+    /// SequenceNumber (header offset 8): of two valid headers, the one with the greater number
+    /// is current (§2.2.2.1).
+    SequenceNumber(u64),
+    /// FileWriteGuid (header offset 16): identifies the file's contents; §2.2.2 has a writer
+    /// change it "before the first modification is made to the file" on every open.
+    FileWriteGuid(Guid),
+    /// DataWriteGuid (header offset 32): identifies the virtual disk's data; §2.2.2 has a
+    /// writer change it before the first modification of user-visible data.
+    DataWriteGuid(Guid),
+    /// LogGuid (header offset 48): non-zero means the log holds entries that must be replayed
+    /// (§2.3).
+    LogGuid(Guid),
+}
+
+/// Set `fields` in one 4 KiB header (in order; a later field wins) and re-seal its CRC-32C
+/// (§2.2.2: over the whole 4 KiB, the Checksum field at offset 4 counted as zero). Only the
+/// named bytes and the checksum change; the signature is not checked (see [`Header::parse`]).
+pub fn set_header_fields(header: &mut [u8; HEADER_SIZE], fields: &[HeaderField]) {
+    for field in fields {
+        let (at, bytes): (usize, &[u8]) = match field {
+            HeaderField::SequenceNumber(n) => (8, &n.to_le_bytes()[..]),
+            HeaderField::FileWriteGuid(g) => (16, &g.0[..]),
+            HeaderField::DataWriteGuid(g) => (32, &g.0[..]),
+            HeaderField::LogGuid(g) => (48, &g.0[..]),
+        };
+        header[at..at + bytes.len()].copy_from_slice(bytes);
+    }
     let crc = crc32c::checksum_with_zeroed_field(&header[..], 4);
     header[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Set a header's LogGuid and re-seal its CRC-32C (§2.2.2): what a writer does before its
+/// first log entry. Left so, the file has a log that must be replayed (a "dirty log") for every
+/// reader, this one included. ufd never writes a LogGuid when it provisions; this serves the
+/// scenario damage (`ufd run`) and the tests that must produce such a file.
+pub fn set_log_guid(header: &mut [u8; HEADER_SIZE], log: &Guid) {
+    set_header_fields(header, &[HeaderField::LogGuid(*log)]);
+}
+
+/// Give both headers of a freshly created VHDX the write GUIDs `file_write` and `data_write`
+/// and the sequence numbers 1 and 2, keeping which header is current, and re-seal both
+/// (`headers[0]` is the 4 KiB at [`HEADER_OFFSETS`]\[0\], `headers[1]` at \[1\]). With the
+/// GUIDs fixed, the headers no longer depend on the creating tool's random numbers (qemu-img
+/// 7.2 draws both GUIDs and header 1's sequence number at random, header 2 getting that + 1 —
+/// verified by comparing two created files byte for byte); this is what makes a VHDX file
+/// byte-reproducible. The page 83 id is the third identity field and lives in the metadata
+/// ([`Vhdx::metadata_item`]).
+///
+/// Both headers must be valid (signature and checksum) with LogGuid zero, and one must be
+/// current (§2.2.2.1): a header that fails its checksum is never resealed into a valid one,
+/// and a file with a log is never stamped as if it had none. The newer header gets sequence
+/// number 2 and the older 1; two identical copies (Disk2VHD, same number) both get 1 and stay
+/// identical. Errors name the absolute offset of the field at fault.
+pub fn pin_headers(
+    headers: [&mut [u8; HEADER_SIZE]; 2],
+    file_write: &Guid,
+    data_write: &Guid,
+) -> Result<()> {
+    let [h1, h2] = headers;
+    let p1 = Header::parse(&h1[..], 1, HEADER_OFFSETS[0])?;
+    let p2 = Header::parse(&h2[..], 2, HEADER_OFFSETS[1])?;
+    for p in [&p1, &p2] {
+        if !p.log_guid.is_zero() {
+            return Err(Error::unsupported(
+                FMT,
+                p.offset + 48,
+                F_LOG_GUID,
+                format!(
+                    "header {} has a log (LogGuid {}): replay it before the headers are rewritten",
+                    p.copy, p.log_guid
+                ),
+            ));
+        }
+    }
+    let (s1, s2) = if p1.sequence_number > p2.sequence_number {
+        (2, 1)
+    } else if p2.sequence_number > p1.sequence_number {
+        (1, 2)
+    } else if p1.raw == p2.raw {
+        (1, 1)
+    } else {
+        return Err(Error::invalid(
+            FMT,
+            HEADER_OFFSETS[1] + 8,
+            "VHDX header 2 sequence number",
+            format!(
+                "both headers have the sequence number {} but differ: no current header (§2.2.2.1)",
+                p1.sequence_number
+            ),
+        ));
+    };
+    for (h, seq) in [(h1, s1), (h2, s2)] {
+        set_header_fields(
+            h,
+            &[
+                HeaderField::SequenceNumber(seq),
+                HeaderField::FileWriteGuid(*file_write),
+                HeaderField::DataWriteGuid(*data_write),
+            ],
+        );
+    }
+    Ok(())
 }
 
 /// How the boot manager and `ufd inspect` tell the loader's file is a VHDX: `Some(false)`
@@ -1418,6 +1519,28 @@ impl Vhdx {
     pub fn disk_id(&self) -> Guid {
         self.metadata.disk_id
     }
+    /// Absolute file offset and length of the system metadata item `id` (IsUser clear,
+    /// §2.6.1.2): the metadata region's file offset plus the entry's region-relative Offset.
+    /// `None` when the table has no such item. For the items [`Vhdx::open`] requires (the
+    /// five of §2.6.2.1–§2.6.2.5) the offset and length were checked to lie inside the region
+    /// and the length to cover the item, e.g. 16 bytes for [`guids::PAGE_83_DATA`], the page 83
+    /// id a writer pins for a reproducible file (see [`pin_headers`]). Metadata items carry no
+    /// checksum (§2.6), so rewriting one needs no re-sealing.
+    pub fn metadata_item(&self, id: &Guid) -> Option<(u64, u32)> {
+        self.metadata
+            .entries
+            .iter()
+            .find(|m| m.item_id == *id && !m.is_user)
+            .map(|m| {
+                (
+                    self.regions
+                        .metadata
+                        .file_offset
+                        .saturating_add(u64::from(m.offset)),
+                    m.length,
+                )
+            })
+    }
     /// Which header is current and why.
     pub fn header_info(&self) -> &HeaderInfo {
         &self.headers
@@ -1905,6 +2028,189 @@ mod tests {
         let mut r = &file[..];
         let e = Vhdx::open(&mut r).unwrap_err();
         assert!(e.to_string().contains("dirty log"), "{e}");
+    }
+
+    /// A whole small fixed VHDX (4 MiB virtual, 1 MiB blocks) in memory.
+    fn small_file(file_write: Guid, data_write: Guid, disk_id: Guid) -> Vec<u8> {
+        let l = build_fixed(&FixedParams {
+            virtual_size: 4 * MIB,
+            block_size: 1 << 20,
+            logical_sector_size: 512,
+            physical_sector_size: 512,
+            disk_id,
+            file_write_guid: file_write,
+            data_write_guid: data_write,
+            creator: "t",
+        })
+        .unwrap();
+        let mut file = l.head;
+        file.resize(l.file_len as usize, 0);
+        file
+    }
+
+    fn header_copy(file: &[u8], copy: usize) -> [u8; HEADER_SIZE] {
+        let at = HEADER_OFFSETS[copy] as usize;
+        let mut h = [0u8; HEADER_SIZE];
+        h.copy_from_slice(&file[at..at + HEADER_SIZE]);
+        h
+    }
+
+    fn put_header(file: &mut [u8], copy: usize, h: &[u8; HEADER_SIZE]) {
+        let at = HEADER_OFFSETS[copy] as usize;
+        file[at..at + HEADER_SIZE].copy_from_slice(h);
+    }
+
+    /// Pin both headers of `file` in place.
+    fn pin(file: &mut [u8], fw: &Guid, dw: &Guid) -> Result<()> {
+        let mut h1 = header_copy(file, 0);
+        let mut h2 = header_copy(file, 1);
+        pin_headers([&mut h1, &mut h2], fw, dw)?;
+        put_header(file, 0, &h1);
+        put_header(file, 1, &h2);
+        Ok(())
+    }
+
+    /// Each field lands at its §2.2.2 offset, nothing else but the checksum changes, and the
+    /// checksum is the CRC-32C of the header with bytes 4..8 zeroed (computed here
+    /// independently of the helper the writer uses).
+    #[rstest]
+    #[case::sequence(HeaderField::SequenceNumber(0x0102_0304_0506_0708), 8, 8)]
+    #[case::file_write(HeaderField::FileWriteGuid(Guid([0xA1; 16])), 16, 16)]
+    #[case::data_write(HeaderField::DataWriteGuid(Guid([0xB2; 16])), 32, 16)]
+    #[case::log(HeaderField::LogGuid(Guid([0xC3; 16])), 48, 16)]
+    fn set_header_fields_writes_one_field_and_reseals(
+        #[case] field: HeaderField,
+        #[case] at: usize,
+        #[case] len: usize,
+    ) {
+        let file = small_file(Guid([1; 16]), Guid([2; 16]), Guid([3; 16]));
+        let before = header_copy(&file, 1);
+        let mut h = before;
+        set_header_fields(&mut h, &[field]);
+        for i in (0..HEADER_SIZE).filter(|i| !(4..8).contains(i) && !(at..at + len).contains(i)) {
+            assert_eq!(h[i], before[i], "byte {i} changed");
+        }
+        let mut zeroed = h;
+        zeroed[4..8].fill(0);
+        let want = crc32c::checksum(&zeroed);
+        assert_eq!(h[4..8], want.to_le_bytes());
+        let p = Header::parse(&h, 2, HEADER_OFFSETS[1]).unwrap();
+        assert_eq!(p.checksum, want);
+        match field {
+            HeaderField::SequenceNumber(n) => assert_eq!(p.sequence_number, n),
+            HeaderField::FileWriteGuid(g) => assert_eq!(p.file_write_guid, g),
+            HeaderField::DataWriteGuid(g) => assert_eq!(p.data_write_guid, g),
+            HeaderField::LogGuid(g) => assert_eq!(p.log_guid, g),
+        }
+    }
+
+    /// Two files that differ in every identity field end up byte-identical once both headers
+    /// are pinned and the page 83 item (found with `metadata_item`) rewritten; the reader
+    /// reads the pinned values from both headers, and the current header stays current.
+    #[rstest]
+    #[case::header_2_newer(None, 1, [1, 2])]
+    #[case::header_1_newer(Some((9, 4)), 0, [2, 1])]
+    #[case::identical_copies(Some((5, 5)), 0, [1, 1])]
+    fn pinned_identity_is_reproducible_and_reads_back(
+        #[case] seqs: Option<(u64, u64)>,
+        #[case] current: usize,
+        #[case] want_seq: [u64; 2],
+    ) {
+        let (fw, dw, id) = (Guid([0x11; 16]), Guid([0x22; 16]), Guid([0x33; 16]));
+        let mut files = [
+            small_file(Guid([0xF1; 16]), Guid([0xD1; 16]), Guid([0x81; 16])),
+            small_file(Guid([0xF2; 16]), Guid([0xD2; 16]), Guid([0x82; 16])),
+        ];
+        for (k, file) in files.iter_mut().enumerate() {
+            if let Some((s1, s2)) = seqs {
+                // Start from different random-looking numbers in each file.
+                for (copy, s) in [(0, s1), (1, s2)] {
+                    let mut h = header_copy(file, copy);
+                    set_header_fields(&mut h, &[HeaderField::SequenceNumber(s + 100 * k as u64)]);
+                    put_header(file, copy, &h);
+                }
+            }
+            assert_eq!(
+                Vhdx::open(&mut &file[..]).unwrap().headers.current.copy as usize,
+                current + 1
+            );
+            pin(file, &fw, &dw).unwrap();
+            let v = Vhdx::open(&mut &file[..]).unwrap();
+            let (at, len) = v.metadata_item(&guids::PAGE_83_DATA).unwrap();
+            assert_eq!(len, 16);
+            assert_eq!(
+                Guid(file[at as usize..at as usize + 16].try_into().unwrap()),
+                v.disk_id()
+            );
+            file[at as usize..at as usize + 16].copy_from_slice(&id.0);
+        }
+        assert!(files[0] == files[1], "pinned files differ");
+        let v = Vhdx::open(&mut &files[0][..]).unwrap();
+        assert_eq!(v.disk_id(), id);
+        assert_eq!(v.headers.current.copy as usize, current + 1);
+        for copy in 0..2 {
+            let h = Header::parse(
+                &header_copy(&files[0], copy),
+                copy as u8 + 1,
+                HEADER_OFFSETS[copy],
+            )
+            .unwrap();
+            assert_eq!(h.file_write_guid, fw);
+            assert_eq!(h.data_write_guid, dw);
+            assert!(h.log_guid.is_zero());
+            assert_eq!(h.sequence_number, want_seq[copy]);
+        }
+    }
+
+    #[test]
+    fn pin_headers_refuses_a_bad_checksum_a_log_and_an_ambiguous_pair() {
+        let (fw, dw) = (Guid([0x11; 16]), Guid([0x22; 16]));
+        let fresh = small_file(Guid([1; 16]), Guid([2; 16]), Guid([3; 16]));
+        // Header 1 damaged: never resealed into a valid header.
+        let mut file = fresh.clone();
+        file[HEADER_OFFSETS[0] as usize + 200] ^= 0xFF;
+        let e = pin(&mut file, &fw, &dw).unwrap_err();
+        assert_eq!(e.offset, HEADER_OFFSETS[0] + 4, "{e}");
+        assert!(matches!(e.kind, ErrorKind::Checksum { .. }), "{e}");
+        // A log in header 2.
+        let mut file = fresh.clone();
+        let mut h = header_copy(&file, 1);
+        set_log_guid(&mut h, &Guid([0xD1; 16]));
+        put_header(&mut file, 1, &h);
+        let e = pin(&mut file, &fw, &dw).unwrap_err();
+        assert_eq!(e.offset, HEADER_OFFSETS[1] + 48, "{e}");
+        assert_eq!(Refusal::of(&e), Some(Refusal::DirtyLog));
+        // Same sequence number, different contents: no current header.
+        let mut file = fresh;
+        let mut h = header_copy(&file, 1);
+        set_header_fields(
+            &mut h,
+            &[
+                HeaderField::SequenceNumber(1),
+                HeaderField::FileWriteGuid(Guid([9; 16])),
+            ],
+        );
+        put_header(&mut file, 1, &h);
+        let e = pin(&mut file, &fw, &dw).unwrap_err();
+        assert_eq!(e.offset, HEADER_OFFSETS[1] + 8, "{e}");
+        assert!(e.to_string().contains("no current header"), "{e}");
+    }
+
+    #[test]
+    fn metadata_item_offsets_follow_the_region() {
+        let file = small_file(Guid([1; 16]), Guid([2; 16]), Guid([3; 16]));
+        let v = Vhdx::open(&mut &file[..]).unwrap();
+        let base = v.regions.metadata.file_offset;
+        // build_fixed lays the items out as qemu-img does: 64 KiB table, then 8+8+16+4+4 bytes.
+        assert_eq!(
+            v.metadata_item(&guids::FILE_PARAMETERS),
+            Some((base + 64 * KIB, 8))
+        );
+        assert_eq!(
+            v.metadata_item(&guids::PAGE_83_DATA),
+            Some((base + 64 * KIB + 16, 16))
+        );
+        assert_eq!(v.metadata_item(&guids::PARENT_LOCATOR), None);
     }
 
     #[test]

@@ -342,6 +342,11 @@ pub struct ProvisionOptions {
     /// The VHD footer's unique id (offset 0x44); `None` = random (DiskPart writes a new GUID).
     /// Pinned for deterministic images.
     pub vhd_unique_id: Option<[u8; 16]>,
+    /// [`ImageFormat::Vhdx`]: the VHDX identity (both headers' FileWriteGuid and
+    /// DataWriteGuid, the Page 83 disk id); `None` = qemu-img's random GUIDs (Hyper-V also
+    /// draws new ones at creation). Pinned for deterministic images; Windows replaces the
+    /// write GUIDs when it first writes the file ([`vhdx::VhdxIdentity`]).
+    pub vhdx_identity: Option<vhdx::VhdxIdentity>,
     /// Also leave a (host-sparse) copy of the finished standalone VHD file here, taken before
     /// step 4.1 places it (the embed route consumes the pipeline's own VHD file). For
     /// verification and for booting the VHD on its own; costs one copy of its data extents,
@@ -413,6 +418,7 @@ impl ProvisionOptions {
             format: ImageFormat::Vhd,
             vhd_timestamp: None,
             vhd_unique_id: None,
+            vhdx_identity: None,
             keep_vhd_copy: None,
         }
     }
@@ -1149,6 +1155,7 @@ pub fn provision(
                     &mbr.to_bytes(),
                     vhdx::DEFAULT_BLOCK_SIZE,
                     opts.vhd_route == VhdRoute::Embed,
+                    opts.vhdx_identity.as_ref(),
                 )?;
                 *b += c.tool_write_bytes;
                 (c.zero_copy, c.detail)

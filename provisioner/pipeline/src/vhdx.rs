@@ -43,15 +43,39 @@
 //! the output and the partition file is removed. Both routes give files a reader cannot tell
 //! apart (tests/vhdx_container.rs).
 //!
-//! The VHDX identity GUIDs (file/data write GUIDs in the headers, the page-83 disk id) are
-//! qemu-img's random ones; Windows rewrites the write GUIDs when it opens the file for writing.
+//! # Identity: random by default, pinned on request
+//!
+//! Two files qemu-img 7.2 creates alike differ only in their identity: FileWriteGuid and
+//! DataWriteGuid (the same in both headers), header 1's sequence number (random; header 2's is
+//! that + 1), the metadata's Page 83 Data item (the Virtual Disk ID, [MS-VHDX] §2.6.2.3) and
+//! the header checksums (verified: `cmp -l` of two created files). By default they stay
+//! qemu-img's random values, which is what Hyper-V's own `New-VHD` / DiskPart `create vdisk`
+//! do too: fresh random GUIDs at creation \[reconstructed from §2.2.2 and §2.6.2.3, which
+//! ask for unique identifiers; not observed on Windows here\]. With a [`VhdxIdentity`], the
+//! template's two headers get its write GUIDs and the sequence numbers 1 and 2 (the current
+//! header stays current; re-sealed with CRC-32C, [`ufd_formats::vhdx::pin_headers`]) and its
+//! Page 83 Data item gets the disk id, right after qemu-img made it and before either route
+//! reads it — so the zero-copy and the copy route both carry it, and the same inputs give a
+//! byte-identical file (tests/vhdx_container.rs). The finished file is read back and must
+//! carry the identity in both headers and the metadata.
+//!
+//! What Windows does with them afterwards \[S: [MS-VHDX] §2.2.2, §2.2.2.1; Windows' own
+//! behaviour reconstructed from the specification, not observed\]: on every open that may
+//! write, an implementation "MUST change" FileWriteGuid "before the first modification is made
+//! to the file", log replay included (read-only opens may skip it), and writes a new
+//! DataWriteGuid before the first change of user-visible data ("SHOULD NOT" change it
+//! earlier). So a pinned file keeps its pinned write GUIDs only until the first native boot
+//! opens it for writing; the pinned values make the *provisioned* image reproducible, nothing
+//! more. The Page 83 id is the disk's identity and is not rewritten on open; every image made
+//! with the same identity therefore shows Windows the same disk id — do not attach two of
+//! them to one host at the same time \[reconstructed\].
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ufd_formats::bytes::ReadAt;
-use ufd_formats::vhdx::PayloadState;
+use ufd_formats::vhdx::{guids, Guid, Header, PayloadState, Vhdx, HEADER_OFFSETS, HEADER_SIZE};
 
 use crate::error::ProvisionError;
 use crate::sparse;
@@ -85,6 +109,111 @@ pub const PARTITION_OFFSET: u64 = 1 << 20;
 
 const STEP: &str = "assemble VHDX";
 const MIB: u64 = 1 << 20;
+
+/// The identity fields of a VHDX file that qemu-img (and Windows) choose at random at
+/// creation; pinned for byte-reproducible images (module docs, "Identity").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VhdxIdentity {
+    /// FileWriteGuid of both headers ([MS-VHDX] §2.2.2). Windows replaces it on the first
+    /// open for writing.
+    pub file_write: Guid,
+    /// DataWriteGuid of both headers (§2.2.2). Windows replaces it before the first write to
+    /// the virtual disk's data.
+    pub data_write: Guid,
+    /// The Page 83 Data item (§2.6.2.3): the Virtual Disk ID, the identity Windows reports
+    /// for the disk (SCSI VPD page 0x83).
+    pub disk_id: Guid,
+}
+
+impl VhdxIdentity {
+    /// The identity of the VHDX file `path` as our reader sees it: the write GUIDs of the
+    /// *current* header and the Page 83 id. See [`read_headers`] for both headers.
+    pub fn read(path: &Path) -> Result<VhdxIdentity, ProvisionError> {
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        let v = open_vhdx(&file, path)?;
+        let h = &v.headers.current;
+        Ok(VhdxIdentity {
+            file_write: h.file_write_guid,
+            data_write: h.data_write_guid,
+            disk_id: v.disk_id(),
+        })
+    }
+}
+
+/// Both headers of the VHDX file `path`, parsed and checksum-verified (header 1 at 64 KiB,
+/// header 2 at 128 KiB): what a pinned identity must be found in. An invalid header is a
+/// format error naming its absolute offset.
+pub fn read_headers(path: &Path) -> Result<[Header; 2], ProvisionError> {
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let read = |copy: usize| -> Result<Header, ProvisionError> {
+        let mut h = [0u8; HEADER_SIZE];
+        file.read_exact_at(&mut h, HEADER_OFFSETS[copy])
+            .map_err(|e| io_err(path, e))?;
+        Header::parse(&h, copy as u8 + 1, HEADER_OFFSETS[copy]).map_err(|e| fmt_err(path, e))
+    };
+    Ok([read(0)?, read(1)?])
+}
+
+/// Write `id` into the VHDX file `path` in place: both headers (write GUIDs, sequence numbers
+/// 1 and 2 keeping the current one current, CRC-32C re-sealed) and the Page 83 Data item.
+/// The file must open cleanly with our reader and both headers must be valid with no log
+/// ([`ufd_formats::vhdx::pin_headers`]); errors name the file and the absolute offset.
+pub fn pin_identity(path: &Path, id: &VhdxIdentity) -> Result<(), ProvisionError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    let v = open_vhdx(&f, path)?;
+    let at = v
+        .metadata_item(&guids::PAGE_83_DATA)
+        .filter(|&(_, len)| len >= 16)
+        .map(|(at, _)| at)
+        .ok_or_else(|| {
+            usage(format!(
+                "{STEP}: {}: no 16-byte Page 83 Data item in the metadata region at {:#x}",
+                path.display(),
+                v.regions.metadata.file_offset
+            ))
+        })?;
+    let mut h1 = [0u8; HEADER_SIZE];
+    let mut h2 = [0u8; HEADER_SIZE];
+    f.read_exact_at(&mut h1, HEADER_OFFSETS[0])
+        .map_err(|e| io_err(path, e))?;
+    f.read_exact_at(&mut h2, HEADER_OFFSETS[1])
+        .map_err(|e| io_err(path, e))?;
+    ufd_formats::vhdx::pin_headers([&mut h1, &mut h2], &id.file_write, &id.data_write)
+        .map_err(|e| fmt_err(path, e))?;
+    f.write_all_at(&h1, HEADER_OFFSETS[0])
+        .map_err(|e| io_err(path, e))?;
+    f.write_all_at(&h2, HEADER_OFFSETS[1])
+        .map_err(|e| io_err(path, e))?;
+    f.write_all_at(&id.disk_id.0, at)
+        .map_err(|e| io_err(path, e))?;
+    Ok(())
+}
+
+/// Read back what [`pin_identity`] wrote: both headers and the Page 83 id must be `id`.
+fn check_identity(path: &Path, id: &VhdxIdentity) -> Result<(), ProvisionError> {
+    let got = VhdxIdentity::read(path)?;
+    let headers = read_headers(path)?;
+    let stale = headers
+        .iter()
+        .find(|h| h.file_write_guid != id.file_write || h.data_write_guid != id.data_write);
+    if got.disk_id != id.disk_id || stale.is_some() {
+        return Err(usage(format!(
+            "{STEP}: {}: read back, the VHDX identity is not the pinned one (page 83 id {}, header write GUIDs {} / {}; wanted {} and {} / {})",
+            path.display(),
+            got.disk_id,
+            stale.map_or(got.file_write, |h| h.file_write_guid),
+            stale.map_or(got.data_write, |h| h.data_write_guid),
+            id.disk_id,
+            id.file_write,
+            id.data_write
+        )));
+    }
+    Ok(())
+}
 
 /// The layout of a VHDX file, as this module needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +285,9 @@ pub struct VhdxContainer {
     /// Bytes qemu-img wrote (`/proc/<pid>/io`), for the step's byte count: add them to the
     /// step's tool bytes (our own writes are counted by the runner's thread counter).
     pub tool_write_bytes: u64,
+    /// `true`: the identity GUIDs were pinned ([`VhdxIdentity`]) and read back; `false`:
+    /// qemu-img's random ones.
+    pub identity_pinned: bool,
     /// One line for the step report.
     pub detail: String,
 }
@@ -188,24 +320,33 @@ impl ReadAt for FileAt<'_> {
     }
 }
 
+fn fmt_err(path: &Path, e: ufd_formats::Error) -> ProvisionError {
+    ProvisionError::Format {
+        step: STEP,
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Open `file` (at `path`, for messages) with [`ufd_formats::vhdx::Vhdx::open`].
+fn open_vhdx(file: &File, path: &Path) -> Result<Vhdx, ProvisionError> {
+    let file_len = file.metadata().map_err(|e| io_err(path, e))?.len();
+    let mut at = FileAt {
+        file,
+        size: file_len,
+    };
+    Vhdx::open(&mut at).map_err(|e| match e {
+        ufd_formats::vhd::ReadError::Io(e) => io_err(path, e),
+        ufd_formats::vhd::ReadError::Format(e) => fmt_err(path, e),
+    })
+}
+
 /// Read the layout of the VHDX file `path` with [`ufd_formats::vhdx`] (headers with CRC-32C,
 /// region table, metadata, BAT). Format errors name the absolute byte offset.
 pub fn read_layout(path: &Path) -> Result<VhdxLayout, ProvisionError> {
     let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let file_len = file.metadata().map_err(|e| io_err(path, e))?.len();
-    let mut at = FileAt {
-        file: &file,
-        size: file_len,
-    };
-    let fmt = |e| ProvisionError::Format {
-        step: STEP,
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let vhdx = ufd_formats::vhdx::Vhdx::open(&mut at).map_err(|e| match e {
-        ufd_formats::vhd::ReadError::Io(e) => io_err(path, e),
-        ufd_formats::vhd::ReadError::Format(e) => fmt(e),
-    })?;
+    let vhdx = open_vhdx(&file, path)?;
+    let file_len = vhdx.file_len;
     let block_size = u64::from(vhdx.block_size());
     let virtual_size = vhdx.virtual_size();
     let blocks = (0..vhdx.block_count())
@@ -303,8 +444,10 @@ fn check_template(
 /// partition at 1 MiB. Zero copy where the file system can insert ranges and `zero_copy` is
 /// set (module docs; `false` = the copy route, as `VhdRoute::Copy` asks for the VHD);
 /// `part` is consumed either way (renamed to `out`, or copied and removed). `block_size`: see
-/// [`DEFAULT_BLOCK_SIZE`]. On error, `part` may have been modified; the caller's scratch
-/// directory is discarded (as for the VHD route).
+/// [`DEFAULT_BLOCK_SIZE`]. `identity`: `Some` pins the identity GUIDs (module docs,
+/// "Identity"; the same inputs then give the same bytes), `None` keeps qemu-img's random ones.
+/// On error, `part` may have been modified; the caller's scratch directory is discarded (as
+/// for the VHD route).
 pub fn assemble_fixed_vhdx(
     part: &Path,
     out: &Path,
@@ -312,6 +455,7 @@ pub fn assemble_fixed_vhdx(
     inner_mbr: &[u8; 512],
     block_size: u64,
     zero_copy: bool,
+    identity: Option<&VhdxIdentity>,
 ) -> Result<VhdxContainer, ProvisionError> {
     if vhd_size % MIB != 0 || vhd_size <= PARTITION_OFFSET {
         return Err(usage(format!(
@@ -354,13 +498,27 @@ pub fn assemble_fixed_vhdx(
         ],
         None,
     )?;
-    let result = build(
-        part, out, &template, vhd_size, inner_mbr, block_size, zero_copy,
-    )
-    .map(|mut c| {
-        c.tool_write_bytes = ran.write_bytes;
-        c
-    });
+    // 1b. The pinned identity goes into the template, which both routes take the header
+    // area from.
+    let result = identity
+        .map_or(Ok(()), |id| pin_identity(&template, id))
+        .and_then(|()| {
+            build(
+                part, out, &template, vhd_size, inner_mbr, block_size, zero_copy,
+            )
+        })
+        .and_then(|mut c| {
+            c.tool_write_bytes = ran.write_bytes;
+            if let Some(id) = identity {
+                check_identity(&c.path, id)?;
+                c.identity_pinned = true;
+                c.detail.push_str(&format!(
+                    ", identity pinned (page 83 id {}, write GUIDs {} / {})",
+                    id.disk_id, id.file_write, id.data_write
+                ));
+            }
+            Ok(c)
+        });
     let _ = std::fs::remove_file(&template);
     result
 }
@@ -407,6 +565,7 @@ fn build(
                     metadata_bytes_copied: meta + 512,
                     data_bytes_copied: 0,
                     tool_write_bytes: 0,
+                    identity_pinned: false,
                     detail: String::new(),
                 };
                 return verify(c, inner_mbr);
@@ -460,6 +619,7 @@ fn build(
         metadata_bytes_copied: 512,
         data_bytes_copied: data,
         tool_write_bytes: 0,
+        identity_pinned: false,
         detail: String::new(),
     };
     verify(c, inner_mbr)

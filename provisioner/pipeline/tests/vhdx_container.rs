@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rstest::rstest;
 use ufd_formats::mbr::{partition_type, Geometry, Mbr, PartitionEntry};
-use ufd_formats::vhdx::{Mapping, Vhdx};
+use ufd_formats::vhdx::{Guid, Header, Mapping, Vhdx, HEADER_OFFSETS, HEADER_SIZE};
 
 use common::{run, tool};
 use ufd_provision::vhdx;
@@ -112,7 +112,7 @@ fn container_reads_back_through_qemu_img_ntfs3g_and_the_reader(
     let before = std::fs::read(&part).unwrap();
     let mbr = inner_mbr(vhd_size);
     let out = dir.path().join(vhdx::VHDX_NAME);
-    let c = vhdx::assemble_fixed_vhdx(&part, &out, vhd_size, &mbr, block_size, zero_copy)
+    let c = vhdx::assemble_fixed_vhdx(&part, &out, vhd_size, &mbr, block_size, zero_copy, None)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.path, out);
     assert_eq!(c.zero_copy, zero_copy, "{c:?}");
@@ -214,8 +214,16 @@ fn seed_size_container_stays_sparse() {
     drop(f);
     let mbr = inner_mbr(vhd_size);
     let out = dir.path().join(vhdx::VHDX_NAME);
-    let c = vhdx::assemble_fixed_vhdx(&part, &out, vhd_size, &mbr, vhdx::DEFAULT_BLOCK_SIZE, true)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let c = vhdx::assemble_fixed_vhdx(
+        &part,
+        &out,
+        vhd_size,
+        &mbr,
+        vhdx::DEFAULT_BLOCK_SIZE,
+        true,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(c.zero_copy, "{c:?}");
     let meta = std::fs::metadata(&out).unwrap();
     assert_eq!(meta.len(), c.payload_offset + vhd_size);
@@ -249,7 +257,7 @@ fn wrong_partition_length_is_a_usage_error_naming_the_file() {
     let part = dir.path().join("p.ntfs");
     File::create(&part).unwrap().set_len(10 * MIB).unwrap();
     let out = dir.path().join("x.vhdx");
-    let e = vhdx::assemble_fixed_vhdx(&part, &out, 64 * MIB, &[0; 512], 32 * MIB, true)
+    let e = vhdx::assemble_fixed_vhdx(&part, &out, 64 * MIB, &[0; 512], 32 * MIB, true, None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -257,11 +265,11 @@ fn wrong_partition_length_is_a_usage_error_naming_the_file() {
         "{e}"
     );
     assert!(part.exists() && !out.exists());
-    let e = vhdx::assemble_fixed_vhdx(&part, &out, 64 * MIB, &[0; 512], 3 * MIB, true)
+    let e = vhdx::assemble_fixed_vhdx(&part, &out, 64 * MIB, &[0; 512], 3 * MIB, true, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("block size 3145728"), "{e}");
-    let e = vhdx::assemble_fixed_vhdx(&part, &out, 64 * MIB + 512, &[0; 512], MIB, true)
+    let e = vhdx::assemble_fixed_vhdx(&part, &out, 64 * MIB + 512, &[0; 512], MIB, true, None)
         .unwrap_err()
         .to_string();
     assert!(e.contains("multiple of 1 MiB"), "{e}");
@@ -280,7 +288,7 @@ fn tmpfs_refuses_insert_range_and_the_copy_route_is_taken() {
     let before = std::fs::read(&part).unwrap();
     let mbr = inner_mbr(vhd_size);
     let out = dir.path().join(vhdx::VHDX_NAME);
-    let c = vhdx::assemble_fixed_vhdx(&part, &out, vhd_size, &mbr, 8 * MIB, true)
+    let c = vhdx::assemble_fixed_vhdx(&part, &out, vhd_size, &mbr, 8 * MIB, true, None)
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!c.zero_copy);
     let why = c.fallback_reason.as_deref().unwrap_or_default();
@@ -347,6 +355,7 @@ fn hyperv_2012_image_applied_inside_the_vhdx_reads_back() {
         &inner_mbr(vhd_size),
         vhdx::DEFAULT_BLOCK_SIZE,
         true,
+        None,
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(c.zero_copy, "{c:?}");
@@ -381,4 +390,186 @@ fn hyperv_2012_image_applied_inside_the_vhdx_reads_back() {
     let mut cat = tool("ntfscat", "ntfs-3g");
     cat.arg(&p1).arg("/Windows/System32/drivers/USBXHCI.SYS");
     assert!(run(cat).starts_with("UFD-STANDIN Windows\\System32\\drivers\\USBXHCI.SYS"));
+}
+
+/// The identity the reproducibility tests pin.
+const IDENTITY: vhdx::VhdxIdentity = vhdx::VhdxIdentity {
+    file_write: Guid(*b"test-file-write!"),
+    data_write: Guid(*b"test-data-write!"),
+    disk_id: Guid(*b"test-page83-id!!"),
+};
+
+/// A partition file with the same bytes every time (mkntfs would draw a new volume serial
+/// number): sparse, with markers at its first and last sector and at a block boundary.
+fn fixed_partition(dir: &Path, vhd_size: u64) -> PathBuf {
+    let part = dir.join("vhd-partition.raw");
+    let f = File::create(&part).unwrap();
+    f.set_len(vhd_size - MIB).unwrap();
+    f.write_all_at(b"FIRST-SECTOR", 0).unwrap();
+    f.write_all_at(b"ACROSS-A-BLOCK-BOUNDARY", 7 * MIB - 8)
+        .unwrap();
+    f.write_all_at(b"LAST-SECTOR", vhd_size - MIB - 512)
+        .unwrap();
+    part
+}
+
+/// Assemble a 64 MiB VHDX with 8 MiB blocks in a fresh directory under `root`.
+fn assemble_in(
+    root: &Path,
+    name: &str,
+    zero_copy: bool,
+    identity: Option<&vhdx::VhdxIdentity>,
+) -> (PathBuf, vhdx::VhdxContainer) {
+    let vhd_size = 64 * MIB;
+    let dir = root.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    let part = fixed_partition(&dir, vhd_size);
+    let out = dir.join(vhdx::VHDX_NAME);
+    let c = vhdx::assemble_fixed_vhdx(
+        &part,
+        &out,
+        vhd_size,
+        &inner_mbr(vhd_size),
+        8 * MIB,
+        zero_copy,
+        identity,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.zero_copy, zero_copy, "{c:?}");
+    (out, c)
+}
+
+/// The first differing byte offset of two files, `None` when they are byte-identical (same
+/// length, same bytes; holes read as zeros).
+fn first_difference(a: &Path, b: &Path) -> Option<u64> {
+    let (fa, fb) = (File::open(a).unwrap(), File::open(b).unwrap());
+    let (la, lb) = (fa.metadata().unwrap().len(), fb.metadata().unwrap().len());
+    if la != lb {
+        return Some(la.min(lb));
+    }
+    let (mut ba, mut bb) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+    let mut at = 0;
+    while at < la {
+        let n = (la - at).min(MIB) as usize;
+        fa.read_exact_at(&mut ba[..n], at).unwrap();
+        fb.read_exact_at(&mut bb[..n], at).unwrap();
+        if let Some(i) = ba[..n].iter().zip(&bb[..n]).position(|(x, y)| x != y) {
+            return Some(at + i as u64);
+        }
+        at += n as u64;
+    }
+    None
+}
+
+/// Both headers as our reader parses them (signature and CRC-32C verified).
+fn both_headers(path: &Path) -> [Header; 2] {
+    let f = File::open(path).unwrap();
+    [0, 1].map(|i| {
+        let mut h = [0u8; HEADER_SIZE];
+        f.read_exact_at(&mut h, HEADER_OFFSETS[i]).unwrap();
+        Header::parse(&h, i as u8 + 1, HEADER_OFFSETS[i])
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    })
+}
+
+/// With a pinned identity, the same inputs give byte-identical files — twice on each route,
+/// and the zero-copy and copy routes give the same bytes too. The identity is in both headers
+/// (sequence numbers 1 and 2, header 2 current, as qemu-img leaves it) and in the Page 83
+/// item, and qemu-img checks the file clean.
+#[test]
+fn pinned_identity_gives_byte_identical_files_on_both_routes() {
+    let root = tempfile::tempdir().unwrap();
+    let runs = [
+        assemble_in(root.path(), "zc1", true, Some(&IDENTITY)),
+        assemble_in(root.path(), "zc2", true, Some(&IDENTITY)),
+        assemble_in(root.path(), "copy1", false, Some(&IDENTITY)),
+        assemble_in(root.path(), "copy2", false, Some(&IDENTITY)),
+    ];
+    for (out, c) in &runs {
+        assert!(c.identity_pinned, "{c:?}");
+        assert!(c.detail.contains("identity pinned"), "{}", c.detail);
+        qemu_img_check_and_info(out, 64 * MIB);
+        let (v, _) = open_reader(out);
+        assert_eq!(v.disk_id(), IDENTITY.disk_id);
+        assert_eq!(v.headers.current.copy, 2, "{}", v.headers);
+        for (h, seq) in both_headers(out).iter().zip([1, 2]) {
+            assert_eq!(h.file_write_guid, IDENTITY.file_write, "header {}", h.copy);
+            assert_eq!(h.data_write_guid, IDENTITY.data_write, "header {}", h.copy);
+            assert!(h.log_guid.is_zero());
+            assert_eq!(h.sequence_number, seq, "header {}", h.copy);
+        }
+        assert_eq!(vhdx::VhdxIdentity::read(out).unwrap(), IDENTITY);
+    }
+    for (out, _) in &runs[1..] {
+        assert_eq!(
+            first_difference(&runs[0].0, out),
+            None,
+            "{} and {} differ",
+            runs[0].0.display(),
+            out.display()
+        );
+    }
+}
+
+/// Without an identity the GUIDs are qemu-img's random ones: two runs differ in all three,
+/// and so do their bytes (so the test above can fail).
+#[test]
+fn unpinned_identity_is_random() {
+    let root = tempfile::tempdir().unwrap();
+    let (a, ca) = assemble_in(root.path(), "a", true, None);
+    let (b, _) = assemble_in(root.path(), "b", true, None);
+    assert!(!ca.identity_pinned);
+    let (ia, ib) = (
+        vhdx::VhdxIdentity::read(&a).unwrap(),
+        vhdx::VhdxIdentity::read(&b).unwrap(),
+    );
+    assert_ne!(ia.file_write, ib.file_write);
+    assert_ne!(ia.data_write, ib.data_write);
+    assert_ne!(ia.disk_id, ib.disk_id);
+    let d = first_difference(&a, &b).expect("two unpinned files must differ");
+    assert!(
+        d < vhdx::EXPECTED_HEADER_BYTES,
+        "they differ in the header area only, first at {d:#x}"
+    );
+    for h in both_headers(&a) {
+        assert_eq!(
+            h.file_write_guid, ia.file_write,
+            "qemu-img: both headers alike"
+        );
+    }
+}
+
+/// A file whose header has a log is not stamped as if it had none: the error names the file
+/// and the LogGuid's absolute offset, and the file is left as it was.
+#[test]
+fn pin_identity_refuses_a_dirty_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("dirty.vhdx");
+    let mut c = tool("qemu-img", "qemu-utils");
+    c.args([
+        "create",
+        "-q",
+        "-f",
+        "vhdx",
+        "-o",
+        "subformat=fixed,block_state_zero=off,block_size=1048576",
+    ])
+    .arg(&t)
+    .arg("8M");
+    run(c);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&t)
+        .unwrap();
+    let mut h = [0u8; HEADER_SIZE];
+    f.read_exact_at(&mut h, HEADER_OFFSETS[1]).unwrap();
+    ufd_formats::vhdx::set_log_guid(&mut h, &Guid(*b"test-dirty-log!!"));
+    f.write_all_at(&h, HEADER_OFFSETS[1]).unwrap();
+    drop(f);
+    let before = std::fs::read(&t).unwrap();
+    let e = vhdx::pin_identity(&t, &IDENTITY).unwrap_err().to_string();
+    assert!(e.contains("dirty.vhdx") && e.contains("dirty log"), "{e}");
+    assert!(e.contains("at byte 0x20030"), "{e}");
+    assert!(std::fs::read(&t).unwrap() == before, "the file was changed");
 }
