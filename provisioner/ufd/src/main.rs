@@ -5,6 +5,7 @@
 //! (`ufd: FILE: what is wrong at which byte`) and a non-zero exit; usage errors exit 2.
 
 mod bcdcmd;
+mod cache;
 mod device;
 mod fsutil;
 mod hivecmd;

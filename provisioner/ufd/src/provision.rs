@@ -19,7 +19,7 @@ use crate::CliError;
 
 /// A size: bytes, or a number with K/M/G/T (binary: KiB..TiB, as qemu-img and truncate read
 /// them) or KB/MB/GB/TB (decimal, as flash is sold).
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -5,7 +5,7 @@
 //! the UEFI layout, and the recipe's deviations (no PollBootPartitionTimeout, paging left on,
 //! a damaged BCD). Images are cached by recipe, so a matrix provisions each recipe once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Where provisioned images are cached.
     #[arg(long, default_value = "target/ufd-run/images")]
     pub image_cache: PathBuf,
+    /// Allocated bytes of cached images kept after the run (least recently used go first;
+    /// the images this run used always stay), e.g. 8G.
+    #[arg(long, default_value_t = crate::cache::DEFAULT_BUDGET, value_parser = crate::provision::parse_size)]
+    pub cache_budget: u64,
     /// Artifacts of failing scenarios (serial log, QMP transcript, screendump, command line).
     #[arg(long, default_value = "target/ufd-run/artifacts")]
     pub artifacts: PathBuf,
@@ -78,6 +82,15 @@ pub const SCENARIO_LOADER_GUID: &str = "{6d1f6f3c-7a0e-4b4f-9c52-55464430b001}";
 pub const SCENARIO_VHD_TIMESTAMP: u32 = 309_398_400;
 /// The VHD footer's unique id in scenario images.
 pub const SCENARIO_VHD_UNIQUE_ID: [u8; 16] = *b"ufd-scenario-vhd";
+/// The VHDX identity of `--format vhdx` scenario images (both headers' FileWriteGuid and
+/// DataWriteGuid, the Page 83 disk id), the VHDX counterpart of [`SCENARIO_VHD_UNIQUE_ID`];
+/// qemu-img would pick random ones.
+pub const SCENARIO_VHDX_IDENTITY: ufd_provision::vhdx::VhdxIdentity =
+    ufd_provision::vhdx::VhdxIdentity {
+        file_write: ufd_formats::vhdx::Guid(*b"ufd-scenario-vfw"),
+        data_write: ufd_formats::vhdx::Guid(*b"ufd-scenario-vdw"),
+        disk_id: ufd_formats::vhdx::Guid(*b"ufd-scenario-vid"),
+    };
 /// FILETIME written into the scenario images' hives: 2009-10-22 00:00 UTC (Windows Server
 /// 2008 R2 general availability).
 pub const SCENARIO_FILETIME: u64 = 129_006_432_000_000_000;
@@ -226,13 +239,10 @@ fn herr(what: &str, detail: impl std::fmt::Display) -> HarnessError {
 /// FNV-1a over the recipe's fields and the WIM's content key (which covers the probe
 /// binary, an override): the cache key of a provisioned image.
 fn recipe_key(r: &ImageRecipe, wim_key: &str) -> String {
-    let text = format!(
-        "{r:?}|{wim_key}|{}|pinned {SCENARIO_DISK_SIGNATURE:#x} {SCENARIO_VHD_DISK_SIGNATURE:#x} {SCENARIO_LOADER_GUID} {SCENARIO_FILETIME}",
-        env!("CARGO_PKG_VERSION")
-    );
-    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+    // The build id hashes this executable, so it covers the code that provisions and damages
+    // the image and every pinned constant (SCENARIO_*) compiled into it.
+    let text = format!("{r:?}|{wim_key}|{}", crate::cache::build_id());
+    let h = crate::cache::fnv1a(crate::cache::FNV_BASIS, text.as_bytes());
     format!("{}-{h:016x}", r.synthetic)
 }
 
@@ -325,9 +335,15 @@ fn provision_recipe(
     let wim = built.wim;
     let out = cache.join(format!("{}.img", recipe_key(r, &built.key)));
     if out.exists() {
+        crate::cache::touch(&out);
         return Ok(out);
     }
-    let mut opts = ProvisionOptions::seed(&wim, &out);
+    // Provisioned and damaged under a temporary name, renamed when complete: an interrupted
+    // run never leaves an undamaged or half-built image under a recipe's key.
+    let mut partial = out.clone().into_os_string();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
+    let mut opts = ProvisionOptions::seed(&wim, &partial);
     opts.firmware = match layout {
         Layout::Uefi => Firmware::Uefi,
         Layout::Bios => Firmware::Bios,
@@ -345,15 +361,17 @@ fn provision_recipe(
     // Pinned footer: the same recipe gives the same bytes (and the same checksum) every run.
     opts.vhd_timestamp = Some(SCENARIO_VHD_TIMESTAMP);
     opts.vhd_unique_id = Some(SCENARIO_VHD_UNIQUE_ID);
+    opts.vhdx_identity = Some(SCENARIO_VHDX_IDENTITY);
     opts.disk_signature = Some(SCENARIO_DISK_SIGNATURE);
     opts.vhd_disk_signature = Some(SCENARIO_VHD_DISK_SIGNATURE);
     opts.loader_guid = ufd_formats::bcd::Guid::parse(SCENARIO_LOADER_GUID);
     opts.filetime = Some(SCENARIO_FILETIME);
     ufd_provision::provision(&opts, &mut |_| {}).map_err(|e| herr("provision", e))?;
-    if let Err(e) = damage(r, &opts, &out) {
-        let _ = std::fs::remove_file(&out);
+    if let Err(e) = damage(r, &opts, &partial) {
+        let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
+    std::fs::rename(&partial, &out).map_err(|e| herr("rename the provisioned image", e))?;
     Ok(out)
 }
 
@@ -508,7 +526,7 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     std::fs::create_dir_all(&cache).map_err(|e| CliError::io(&cache, e))?;
     // Scenarios run on parallel threads; a recipe is provisioned once, under this lock.
     let built: Mutex<HashMap<String, PathBuf>> = Mutex::new(HashMap::new());
-    let provider = move |r: &ImageRecipe| -> Result<PathBuf, HarnessError> {
+    let provider = |r: &ImageRecipe| -> Result<PathBuf, HarnessError> {
         let mut done = built.lock().unwrap_or_else(|p| p.into_inner());
         let key = format!("{r:?}");
         if let Some(p) = done.get(&key) {
@@ -536,6 +554,24 @@ pub fn run(args: RunArgs) -> Result<u8, CliError> {
     };
     let results = run_path(&args.scenarios, &opts)
         .map_err(|e| CliError::usage(format!("{}: {e}", args.scenarios.display())))?;
+    drop(opts);
+    // Keep the cache bounded: images of older builds and recipes go, least recently used first.
+    let used: HashSet<PathBuf> = built
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_values()
+        .collect();
+    match crate::cache::prune(&cache, &used, args.cache_budget) {
+        Ok(removed) if !removed.is_empty() => eprintln!(
+            "ufd: image cache {}: removed {} least recently used image(s), {:.1} GB allocated (--cache-budget {} bytes)",
+            cache.display(),
+            removed.len(),
+            removed.iter().map(|r| r.allocated).sum::<u64>() as f64 / 1e9,
+            args.cache_budget
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("ufd: warning: image cache {}: {e}", cache.display()),
+    }
     if args.json {
         println!("{}", results_json(&results));
     } else {
