@@ -5,6 +5,13 @@
 //! fixed-VHD footer → inner MBR → inner NTFS → the loader's `path` (winload) exists → SYSTEM
 //! hive → `Select\Default` → the values the kernel and the OEM rules care about.
 //!
+//! The `system-hive` hop also gathers IMG-GENERALIZED's evidence, as `ufd inspect` does: the
+//! hive root's `Setup` values ([`ufd_formats::system::setup_values`]) and
+//! `\Windows\Setup\State\State.ini` read from the same inner NTFS volume. Neither is on the
+//! boot path, so an absent or unreadable State.ini is evidence for the verdict, never a failed
+//! hop; a `Setup` value of the wrong type fails the hop (the hive is malformed where a rule
+//! reads it, which `ufd inspect` also reports as an unreadable hive).
+//!
 //! VHDX (Hyper-V Server 2012, issue #7): when the loader's file is named `*.vhdx` or starts
 //! with `vhdxfile`, the `vhd-footer` hop opens it with [`ufd_formats::vhdx::Vhdx`] instead
 //! (file identifier, current header, region table, metadata, BAT) and requires it fixed; a
@@ -33,6 +40,7 @@ use ufd_formats::bcd::{
 };
 use ufd_formats::hive::Hive;
 use ufd_formats::mbr::{Mbr, PartitionEntry};
+use ufd_formats::policy::image::{judge_generalized, state_ini_image_state, SetupValues};
 use ufd_formats::policy::{self, Outcome, Verdict};
 use ufd_formats::vhd::{read_footer, DiskType, Footer, ReadError};
 use ufd_formats::vhdx::{Refusal, Vhdx};
@@ -47,6 +55,11 @@ pub const UEFI_BCD_PATH: &str = "\\EFI\\Microsoft\\Boot\\BCD";
 pub const BIOS_BCD_PATH: &str = "\\Boot\\BCD";
 /// The SYSTEM hive inside the Windows volume.
 pub const SYSTEM_HIVE_PATH: &str = "\\Windows\\System32\\config\\SYSTEM";
+/// Where Setup and sysprep record the image's state (`ImageState`, Microsoft Learn "Windows
+/// Setup States").
+pub const STATE_INI_PATH: &str = "\\Windows\\Setup\\State\\State.ini";
+/// Largest State.ini read (the cap `ufd inspect` uses; the real file is a few dozen bytes).
+pub const STATE_INI_MAX_BYTES: u64 = 1 << 20;
 /// The values read from the SYSTEM hive's default control set, read by the shared reader
 /// that `ufd inspect` and the provisioner use too.
 pub use ufd_formats::system::{SystemValues, USB_SERVICES};
@@ -129,6 +142,36 @@ impl Default for Options {
     }
 }
 
+/// What `\Windows\Setup\State\State.ini` gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateIni {
+    /// No such file (an image sysprep never ran on, or one made without Setup).
+    Absent,
+    /// Read: its `ImageState` value, if it has one.
+    Read(Option<String>),
+    /// It exists but could not be read (the NTFS error).
+    Unreadable(String),
+}
+
+impl StateIni {
+    /// The `ImageState` IMG-GENERALIZED judges first (`None` unless the file was read and has
+    /// one).
+    pub fn image_state(&self) -> Option<&str> {
+        match self {
+            StateIni::Read(s) => s.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// IMG-GENERALIZED's evidence, gathered in the `system-hive` hop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupState {
+    /// The SYSTEM hive root's `Setup` values (`None`: no `Setup` key).
+    pub setup: Option<SetupValues>,
+    pub state_ini: StateIni,
+}
+
 /// Everything the walk found.
 #[derive(Clone, Debug, Default)]
 pub struct BootPath {
@@ -149,6 +192,8 @@ pub struct BootPath {
     /// The VHDX, when the loader's file is one (then `vhd_footer` is `None`).
     pub vhdx: Option<Vhdx>,
     pub system: Option<SystemValues>,
+    /// IMG-GENERALIZED's evidence (`None`: the `system-hive` hop did not pass that far).
+    pub setup_state: Option<SetupState>,
     pub hops: Vec<Hop>,
     pub verdicts: Vec<Verdict>,
 }
@@ -659,6 +704,17 @@ fn walk_inner(w: &mut Walker<'_>, inner: &mut dyn Dev, path: &str) {
             ),
         );
     }
+    // IMG-GENERALIZED's evidence: the root `Setup` key and State.ini, as `ufd inspect` reads them.
+    let setup = match ufd_formats::system::setup_values(&hive) {
+        Ok(s) => s,
+        Err(e) => return w.fail("system-hive", format!("{SYSTEM_HIVE_PATH} Setup: {e}")),
+    };
+    let state_ini = match ivol.read_file(STATE_INI_PATH, STATE_INI_MAX_BYTES) {
+        Ok(Some(b)) => StateIni::Read(state_ini_image_state(&b)),
+        Ok(None) => StateIni::Absent,
+        Err(e) => StateIni::Unreadable(e),
+    };
+    w.out.setup_state = Some(SetupState { setup, state_ini });
     w.ok(
         "system-hive",
         format!("{SYSTEM_HIVE_PATH}: {} bytes, clean", hive_bytes.len()),
@@ -844,6 +900,36 @@ fn judge(w: &mut Walker<'_>) {
     }
     // SYSTEM hive rules.
     let ssrc = w.src(&format!("VHD {SYSTEM_HIVE_PATH}"));
+    // IMG-GENERALIZED: State.ini first, then the hive's Setup values (the shared judge).
+    let generalized = match &w.out.setup_state {
+        Some(s) => {
+            let src = match &s.state_ini {
+                StateIni::Read(_) => w.src(&format!("VHD {STATE_INI_PATH}")),
+                _ => format!("{ssrc} Setup"),
+            };
+            let mut v = judge_generalized(s.state_ini.image_state(), s.setup.as_ref(), &src);
+            if let StateIni::Unreadable(e) = &s.state_ini {
+                v.evidence
+                    .push_str(&format!("; {STATE_INI_PATH} unreadable: {e}"));
+            }
+            v
+        }
+        None => match hop("system-hive").filter(|h| h.status == Status::Fail) {
+            Some(h) => Verdict::new(
+                policy::IMG_GENERALIZED,
+                Outcome::Fail,
+                format!("{}: {}", h.step, h.evidence),
+                ssrc.clone(),
+            ),
+            None => Verdict::new(
+                policy::IMG_GENERALIZED,
+                Outcome::NotJudged,
+                why_not("the SYSTEM hive"),
+                ssrc.clone(),
+            ),
+        },
+    };
+    w.out.verdicts.push(generalized);
     match &w.out.system {
         Some(v) => {
             let src = format!("{ssrc} {}", v.control_set);

@@ -286,6 +286,7 @@ fn probe_boots_from_a_usb_stick_and_walks_the_boot_path() {
         ("HOST-USB-BOOT", "pass"),
         ("UFD-BCD", "pass"),
         ("IMG-VHD-FIXED", "pass"),
+        ("IMG-GENERALIZED", "pass"),
         ("IMG-PAGING-OFF", "pass"),
         ("IMG-BOOT-DEVICE-WAIT", "pass"),
         ("UFD-CAPACITY", "fail"),

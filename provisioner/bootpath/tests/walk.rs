@@ -8,7 +8,7 @@ use std::path::Path;
 use common::{build_ufd, Faults, Layout};
 use rstest::rstest;
 use ufd_bootpath::dev::Disk;
-use ufd_bootpath::walk::{walk, BootPath, Options, Status, HOPS};
+use ufd_bootpath::walk::{walk, BootPath, Options, StateIni, Status, HOPS};
 use ufd_formats::bytes::ReadAt;
 use ufd_formats::policy::{self, Outcome};
 use ufd_testkit::{FileReader, MIB, UFD_SIG};
@@ -76,6 +76,7 @@ fn every_hop_of_a_good_image(
     for rule in [
         policy::UFD_BCD,
         policy::IMG_VHD_FIXED,
+        policy::IMG_GENERALIZED,
         policy::IMG_PAGING_OFF,
         policy::IMG_BOOT_DEVICE_WAIT,
         policy::IMG_USB_BOOT_DRIVERS,
@@ -87,6 +88,25 @@ fn every_hop_of_a_good_image(
             p.verdict(rule)
         );
     }
+    let st = p.setup_state.as_ref().unwrap();
+    assert_eq!(
+        st.state_ini,
+        StateIni::Read(Some("IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE".into()))
+    );
+    let setup = st.setup.as_ref().unwrap();
+    assert_eq!(setup.system_setup_in_progress, Some(1));
+    assert_eq!(setup.cmd_line.as_deref(), Some("oobe\\windeploy.exe"));
+    let g = p.verdict(policy::IMG_GENERALIZED).unwrap();
+    assert_eq!(
+        g.source,
+        "test image VHD \\Windows\\Setup\\State\\State.ini"
+    );
+    assert_eq!(
+        g.evidence,
+        "State.ini ImageState=IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE: generalized (sysprep \
+         /generalize); SYSTEM\\Setup: SystemSetupInProgress=1, OOBEInProgress=absent, \
+         SetupType=absent, CmdLine=\"oobe\\\\windeploy.exe\""
+    );
     // a tiny test disk: below 8 GB
     assert_eq!(outcome(&p, policy::UFD_CAPACITY), Outcome::Fail);
 }
@@ -113,6 +133,78 @@ fn wrong_disk_signature_stops_at_the_loader_device() {
         outcome(&p, policy::IMG_BOOT_DEVICE_WAIT),
         Outcome::NotJudged
     );
+    let g = p.verdict(policy::IMG_GENERALIZED).unwrap();
+    assert_eq!(g.outcome, Outcome::NotJudged);
+    assert!(
+        g.evidence
+            .starts_with("not reached: hop loader-device failed"),
+        "{}",
+        g.evidence
+    );
+    assert!(p.setup_state.is_none());
+}
+
+/// IMG-GENERALIZED the way `ufd inspect` judges it: State.ini first, the hive's `Setup` values
+/// without it; a specialized image fails with the state named, and the walk itself still
+/// completes (the image state is not on the boot path).
+#[rstest]
+#[case::specialized(
+    Faults { specialized: true, ..Faults::default() },
+    Outcome::Fail,
+    "State.ini ImageState=IMAGE_STATE_COMPLETE: specialized: run sysprep /generalize before deploying",
+    "test image VHD \\Windows\\Setup\\State\\State.ini"
+)]
+#[case::setup_values_only(
+    Faults { no_state_ini: true, ..Faults::default() },
+    Outcome::Pass,
+    "no State.ini; SYSTEM\\Setup: SystemSetupInProgress=1,",
+    "test image VHD \\Windows\\System32\\config\\SYSTEM Setup"
+)]
+fn image_state_is_judged_from_state_ini_then_setup(
+    #[case] faults: Faults,
+    #[case] want: Outcome,
+    #[case] evidence: &str,
+    #[case] source: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = walk_image(&build_ufd(dir.path(), Layout::Bios, faults, &[]), None);
+    assert!(p.complete(), "{}", show(&p));
+    let g = p.verdict(policy::IMG_GENERALIZED).unwrap();
+    assert_eq!(g.outcome, want, "{g:?}");
+    assert!(g.evidence.starts_with(evidence), "{}", g.evidence);
+    assert_eq!(g.source, source);
+    let state = &p.setup_state.as_ref().unwrap().state_ini;
+    assert_eq!(*state == StateIni::Absent, faults.no_state_ini, "{state:?}");
+}
+
+/// A SYSTEM hive that does not parse fails its hop, and every SYSTEM-hive rule (IMG-GENERALIZED
+/// too) fails with that hop's evidence.
+#[test]
+fn unreadable_hive_fails_every_hive_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults {
+        corrupt_hive: true,
+        ..Faults::default()
+    };
+    let p = walk_image(&build_ufd(dir.path(), Layout::Bios, faults, &[]), None);
+    let h = p.hop("system-hive").unwrap();
+    assert_eq!(h.status, Status::Fail, "{}", show(&p));
+    assert_eq!(p.hop("select").unwrap().status, Status::NotReached);
+    assert!(p.setup_state.is_none());
+    for rule in [
+        policy::IMG_GENERALIZED,
+        policy::IMG_PAGING_OFF,
+        policy::IMG_BOOT_DEVICE_WAIT,
+        policy::IMG_USB_BOOT_DRIVERS,
+    ] {
+        let v = p.verdict(rule).unwrap();
+        assert_eq!(v.outcome, Outcome::Fail, "{rule}: {v:?}");
+        assert!(
+            v.evidence.starts_with("system-hive: "),
+            "{rule}: {}",
+            v.evidence
+        );
+    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::hive::Hive;
+use crate::policy::image::SetupValues;
 use crate::policy::{self, Verdict};
 use crate::Result;
 
@@ -30,6 +31,29 @@ pub fn dword(h: &Hive<'_>, key: &str, value: &str) -> Result<Option<u32>> {
 /// `ControlSet00N` for `Select\Default`, or `None` when the hive has no selection.
 pub fn default_control_set(h: &Hive<'_>) -> Result<Option<String>> {
     Ok(dword(h, "Select", "Default")?.map(|n| format!("ControlSet{n:03}")))
+}
+
+/// The root `Setup` key's values IMG-GENERALIZED quotes and judges
+/// ([`policy::image::judge_generalized`]): `SystemSetupInProgress`, `OOBEInProgress`,
+/// `SetupType` (REG_DWORD) and `CmdLine` (REG_SZ). `Setup` is a key of the hive root, not of a
+/// control set, so no `Select` is needed. `None` when the key is absent; an absent value is
+/// `None` in its field; a value of another type is an error naming its offset (as [`dword`]).
+///
+/// Sysprep `/generalize /oobe` leaves `SystemSetupInProgress` = 1 and `CmdLine` =
+/// `oobe\windeploy.exe` so the next boot runs the specialize pass \[reconstructed from
+/// generalized Windows 7 images, see [`policy::image::judge_generalized`]\].
+pub fn setup_values(h: &Hive<'_>) -> Result<Option<SetupValues>> {
+    let Some(k) = h.open("Setup")? else {
+        return Ok(None);
+    };
+    let d =
+        |name: &str| -> Result<Option<u32>> { k.value(name)?.map(|v| v.as_dword()).transpose() };
+    Ok(Some(SetupValues {
+        system_setup_in_progress: d("SystemSetupInProgress")?,
+        oobe_in_progress: d("OOBEInProgress")?,
+        setup_type: d("SetupType")?,
+        cmd_line: k.value("CmdLine")?.map(|v| v.as_string()).transpose()?,
+    }))
 }
 
 /// The values the seed's rules judge, in one control set.
@@ -173,6 +197,57 @@ mod tests {
         let none = SystemValues::read(&h, "ControlSet009").unwrap();
         assert_eq!(none.paging_files, None);
         assert_eq!(none.verdicts("t")[1].outcome, Outcome::Fail);
+    }
+
+    fn utf16z(s: &str) -> Vec<u8> {
+        s.encode_utf16()
+            .chain([0])
+            .flat_map(u16::to_le_bytes)
+            .collect()
+    }
+
+    #[test]
+    fn setup_values_read_the_root_setup_key() {
+        let mut ed = Editor::new_hive(&NewHive::default()).unwrap();
+        let data = ed.clone().finish(0);
+        assert_eq!(setup_values(&Hive::parse(&data).unwrap()).unwrap(), None);
+        ed.create_key("Setup").unwrap();
+        let data = ed.clone().finish(0);
+        assert_eq!(
+            setup_values(&Hive::parse(&data).unwrap()).unwrap(),
+            Some(SetupValues::default())
+        );
+        for (n, v) in [
+            ("SystemSetupInProgress", 1u32),
+            ("OOBEInProgress", 1),
+            ("SetupType", 2),
+        ] {
+            ed.set_value("Setup", n, vt::REG_DWORD, &v.to_le_bytes())
+                .unwrap();
+        }
+        ed.set_value(
+            "Setup",
+            "CmdLine",
+            vt::REG_SZ,
+            &utf16z("oobe\\windeploy.exe"),
+        )
+        .unwrap();
+        let data = ed.clone().finish(0);
+        let s = setup_values(&Hive::parse(&data).unwrap()).unwrap().unwrap();
+        assert_eq!(
+            s,
+            SetupValues {
+                system_setup_in_progress: Some(1),
+                oobe_in_progress: Some(1),
+                setup_type: Some(2),
+                cmd_line: Some("oobe\\windeploy.exe".into()),
+            }
+        );
+        // a DWORD written as a string is an error, not a guess
+        ed.set_value("Setup", "SetupType", vt::REG_SZ, &utf16z("2"))
+            .unwrap();
+        let data = ed.finish(0);
+        assert!(setup_values(&Hive::parse(&data).unwrap()).is_err());
     }
 
     #[test]

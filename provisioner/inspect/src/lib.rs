@@ -850,16 +850,8 @@ fn inspect_hive(src: &str, data: &[u8], f: &mut Findings) -> Result<(), ufd_form
 /// `Select\Default` names (offline there is no CurrentControlSet, formats.md §5.1), and the
 /// `Setup` values for IMG-GENERALIZED.
 fn system_verdicts(src: &str, h: &Hive<'_>, f: &mut Findings) -> Result<(), ufd_formats::Error> {
-    if let Some(k) = h.open("Setup")? {
-        let d = |name: &str| -> Result<Option<u32>, ufd_formats::Error> {
-            k.value(name)?.map(|v| v.as_dword()).transpose()
-        };
-        f.setup = Some(SetupValues {
-            system_setup_in_progress: d("SystemSetupInProgress")?,
-            oobe_in_progress: d("OOBEInProgress")?,
-            setup_type: d("SetupType")?,
-            cmd_line: k.value("CmdLine")?.map(|v| v.as_string()).transpose()?,
-        });
+    if let Some(s) = ufd_formats::system::setup_values(h)? {
+        f.setup = Some(s);
     }
     let Some(default) = ufd_formats::system::dword(h, "Select", "Default")? else {
         f.line("    Select\\Default is absent: no control set to judge");

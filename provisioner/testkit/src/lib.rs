@@ -2,8 +2,8 @@
 //! `ufd-inspect` integration tests share to make real UFD images the way the provisioner makes
 //! them — mkntfs on sparse partition files, wimlib applying a directory tree into NTFS, mkfs.fat
 //! and mtools for a FAT32 UEFI system partition, an MBR written in front and the partition files
-//! spliced in behind it — plus the synthetic SYSTEM hive and the bcdboot-like BCD store those
-//! images carry. Every byte format goes through `ufd-formats`; nothing is re-implemented here.
+//! spliced in behind it — plus the synthetic SYSTEM hive, State.ini and the bcdboot-like BCD store
+//! those images carry. Every byte format goes through `ufd-formats`; nothing is re-implemented here.
 //!
 //! What each crate's images differ in (sizes, faults, the Windows tree) stays in that crate's
 //! `tests/common`. Needs the Debian packages `ntfs-3g` and `wimtools` ([`ntfs_partition`]) and
@@ -122,6 +122,21 @@ pub fn system_hive(poll: Option<u32>, setup_in_progress: bool) -> Vec<u8> {
     )
     .unwrap();
     ed.finish(FILETIME)
+}
+
+/// Where Setup and sysprep record the image state, as a path in a Windows tree
+/// (`\Windows\Setup\State\State.ini` on the volume).
+pub const STATE_INI: &str = "Windows/Setup/State/State.ini";
+/// `ImageState` of a `sysprep /generalize /oobe` image (what vm-images/synthetic's State.ini
+/// carries; Microsoft Learn "Windows Setup States").
+pub const GENERALIZED: &str = "IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE";
+/// `ImageState` of an installed, specialized Windows (IMG-GENERALIZED fails it).
+pub const SPECIALIZED: &str = "IMAGE_STATE_COMPLETE";
+
+/// A State.ini with `ImageState` = `image_state`, as vm-images/synthetic writes it: an ANSI
+/// `[State]` section, CRLF line ends.
+pub fn state_ini(image_state: &str) -> Vec<u8> {
+    format!("[State]\r\nImageState={image_state}\r\n").into_bytes()
 }
 
 /// A bcdboot-like store: `{bootmgr}` on `partition=[<signature, offset>]` whose default and
@@ -402,6 +417,33 @@ mod tests {
             utf16z("oobe\\windeploy.exe")
         );
         assert_eq!(bytes, system_hive(poll, setup_in_progress), "reproducible");
+    }
+
+    #[rstest]
+    #[case(GENERALIZED)]
+    #[case(SPECIALIZED)]
+    fn state_ini_reads_back_through_the_shared_parser(#[case] state: &str) {
+        let data = state_ini(state);
+        assert_eq!(
+            ufd_formats::policy::image::state_ini_image_state(&data).as_deref(),
+            Some(state)
+        );
+        assert!(data.starts_with(b"[State]\r\n") && data.ends_with(b"\r\n"));
+    }
+
+    #[test]
+    fn generalized_hive_and_state_ini_pass_img_generalized() {
+        use ufd_formats::policy::image::judge_generalized;
+        use ufd_formats::policy::Outcome;
+        let bytes = system_hive(Some(30000), true);
+        let setup = ufd_formats::system::setup_values(&Hive::parse(&bytes).unwrap())
+            .unwrap()
+            .unwrap();
+        let judge = |state: Option<&str>| judge_generalized(state, Some(&setup), "t").outcome;
+        assert_eq!(judge(Some(GENERALIZED)), Outcome::Pass);
+        assert_eq!(judge(Some(SPECIALIZED)), Outcome::Fail);
+        // without State.ini the Setup values alone say generalized
+        assert_eq!(judge(None), Outcome::Pass);
     }
 
     #[rstest]

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use ufd_formats::mbr::Mbr;
 use ufd_formats::vhd::{Creator, Footer};
 use ufd_testkit::{
-    entry, fat_partition, mbr, ntfs_partition, run, splice, store, system_hive, write, FILETIME,
-    MIB, UFD_SIG, VHD_SIG,
+    entry, fat_partition, mbr, ntfs_partition, run, splice, state_ini, store, system_hive, write,
+    FILETIME, GENERALIZED, MIB, SPECIALIZED, STATE_INI, UFD_SIG, VHD_SIG,
 };
 
 pub const VHD_BYTES: u64 = 16 * MIB;
@@ -31,6 +31,12 @@ pub struct Faults {
     pub corrupt_footer: bool,
     /// PollBootPartitionTimeout other than the Hyper-V 30000 ms.
     pub poll_ms: Option<u32>,
+    /// State.ini says IMAGE_STATE_COMPLETE (an installed, specialized Windows).
+    pub specialized: bool,
+    /// No State.ini (IMG-GENERALIZED is then judged from the hive's `Setup` values).
+    pub no_state_ini: bool,
+    /// The SYSTEM hive's `regf` signature overwritten: the `system-hive` hop fails.
+    pub corrupt_hive: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,7 +47,10 @@ pub enum Layout {
     Uefi,
 }
 
-/// The fixed VHD: MBR + one NTFS partition with winload and the SYSTEM hive.
+/// The fixed VHD: MBR + one NTFS partition with winload, the SYSTEM hive and State.ini of a
+/// generalized image (`Setup\SystemSetupInProgress` = 1, `CmdLine` = `oobe\windeploy.exe`,
+/// `ImageState` = IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE, as vm-images/synthetic), unless a
+/// fault says otherwise.
 pub fn build_vhd(dir: &Path, faults: Faults) -> PathBuf {
     let win = dir.join("win");
     let poll = if faults.no_poll_timeout {
@@ -49,10 +58,19 @@ pub fn build_vhd(dir: &Path, faults: Faults) -> PathBuf {
     } else {
         Some(faults.poll_ms.unwrap_or(30000))
     };
-    write(
-        &win.join("Windows/System32/config/SYSTEM"),
-        &system_hive(poll, false),
-    );
+    let mut hive = system_hive(poll, true);
+    if faults.corrupt_hive {
+        hive[0..4].copy_from_slice(b"XXXX");
+    }
+    write(&win.join("Windows/System32/config/SYSTEM"), &hive);
+    if !faults.no_state_ini {
+        let state = if faults.specialized {
+            SPECIALIZED
+        } else {
+            GENERALIZED
+        };
+        write(&win.join(STATE_INI), &state_ini(state));
+    }
     write(&win.join("Windows/System32/winload.exe"), b"MZ winload");
     write(&win.join("Windows/System32/winload.efi"), b"MZ winload efi");
     let inner = ntfs_partition(dir, "inner.part", VHD_BYTES - MIB, "HyperV", &win);
