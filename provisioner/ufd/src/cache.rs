@@ -69,6 +69,26 @@ pub fn touch(path: &Path) {
     }
 }
 
+/// The name suffix of an image still being provisioned by process `<pid>`.
+pub const PARTIAL_SUFFIX: &str = ".partial-";
+
+/// The temporary name an image of `out` is provisioned under by this process.
+pub fn partial_path(out: &Path) -> PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(format!("{PARTIAL_SUFFIX}{}", std::process::id()));
+    PathBuf::from(p)
+}
+
+/// The process id of an image still being provisioned (`*.img.partial-<pid>`).
+fn partial_owner(path: &Path) -> Option<u32> {
+    let name = path.file_name()?.to_str()?;
+    let (stem, pid) = name.rsplit_once(PARTIAL_SUFFIX)?;
+    if !stem.ends_with(".img") {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// An image [`prune`] removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed {
@@ -78,7 +98,8 @@ pub struct Removed {
 }
 
 /// Remove the least recently used `*.img` files directly under `dir` (never those in `keep`)
-/// until the allocated bytes of the remaining ones are at most `budget`. Files that vanish or
+/// until the allocated bytes of the remaining ones are at most `budget`, and the partial
+/// images ([`partial_path`]) of processes that no longer run. Files that vanish or
 /// cannot be removed meanwhile are skipped; a missing `dir` is an empty cache.
 pub fn prune(dir: &Path, keep: &HashSet<PathBuf>, budget: u64) -> std::io::Result<Vec<Removed>> {
     let entries = match fs::read_dir(dir) {
@@ -87,9 +108,20 @@ pub fn prune(dir: &Path, keep: &HashSet<PathBuf>, budget: u64) -> std::io::Resul
         Err(e) => return Err(e),
     };
     let mut images = Vec::new();
+    let mut removed = Vec::new();
     for entry in entries {
         let entry = entry?;
         let path = entry.path();
+        if let Some(pid) = partial_owner(&path) {
+            // Left by a run that was killed while provisioning: nobody will finish it.
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let allocated = entry.metadata().map_or(0, |m| m.blocks() * 512);
+                if fs::remove_file(&path).is_ok() {
+                    removed.push(Removed { path, allocated });
+                }
+            }
+            continue;
+        }
         if path.extension().and_then(|e| e.to_str()) != Some("img") {
             continue;
         }
@@ -102,7 +134,6 @@ pub fn prune(dir: &Path, keep: &HashSet<PathBuf>, budget: u64) -> std::io::Resul
     }
     let mut total: u64 = images.iter().map(|(_, _, a)| a).sum();
     images.sort();
-    let mut removed = Vec::new();
     for (_, path, allocated) in images {
         if total <= budget {
             break;
@@ -175,6 +206,23 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(sparse.exists());
+    }
+
+    #[test]
+    fn partial_images_of_dead_processes_go_and_live_ones_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("x.img");
+        let mine = partial_path(&out);
+        fs::write(&mine, b"in progress").unwrap();
+        // pid_max is at most 2^22 on Linux: this process cannot exist.
+        let dead = d.path().join(format!("x.img{PARTIAL_SUFFIX}4294967295"));
+        fs::write(&dead, b"abandoned").unwrap();
+        let unrelated = d.path().join(format!("notes{PARTIAL_SUFFIX}1"));
+        fs::write(&unrelated, b"not an image").unwrap();
+        let removed = prune(d.path(), &HashSet::new(), u64::MAX).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].path, dead);
+        assert!(mine.exists() && unrelated.exists() && !dead.exists());
     }
 
     #[test]

@@ -340,9 +340,7 @@ fn provision_recipe(
     }
     // Provisioned and damaged under a temporary name, renamed when complete: an interrupted
     // run never leaves an undamaged or half-built image under a recipe's key.
-    let mut partial = out.clone().into_os_string();
-    partial.push(format!(".partial-{}", std::process::id()));
-    let partial = PathBuf::from(partial);
+    let partial = crate::cache::partial_path(&out);
     let mut opts = ProvisionOptions::seed(&wim, &partial);
     opts.firmware = match layout {
         Layout::Uefi => Firmware::Uefi,
