@@ -32,7 +32,9 @@ use alloc::vec::Vec;
 
 use ufd_formats::{Error, Format, Result};
 
-use crate::ntfs::{self, Bpb};
+use ufd_formats::ntfs::{self, attr_type, Run};
+
+use crate::ntfs::{boot_geometry, data_attribute_of_raw_record};
 
 const F: Format = Format::Vbr;
 
@@ -94,7 +96,7 @@ impl BootmgrExtents {
     /// `record_sector` is its partition-relative sector. Validates the record and `$DATA`.
     pub fn from_mft_record(record_number: u64, record_sector: u64, raw: &[u8]) -> Result<Self> {
         let base = record_sector.saturating_mul(512);
-        let attr = ntfs::data_attribute_of_raw_record(record_number, raw, base)?;
+        let attr = data_attribute_of_raw_record(record_number, raw, base)?;
         let e = BootmgrExtents {
             mft_record_number: record_number,
             mft_record_sector: record_sector,
@@ -108,7 +110,7 @@ impl BootmgrExtents {
 
 struct DataAttr {
     data_size: u64,
-    runs: Vec<ntfs::Run>,
+    runs: Vec<Run>,
 }
 
 fn le16(b: &[u8], o: usize) -> u16 {
@@ -134,7 +136,7 @@ fn parse_data_attribute(a: &[u8]) -> Result<DataAttr> {
             a.len() as u64,
         ));
     }
-    if le32(a, 0) != ntfs::AT_DATA || a[9] != 0 {
+    if le32(a, 0) != attr_type::DATA || a[9] != 0 {
         return Err(Error::invalid(
             F,
             0,
@@ -209,20 +211,12 @@ fn parse_data_attribute(a: &[u8]) -> Result<DataAttr> {
     if data_size == 0 || data_size > MAX_BOOTMGR_SIZE {
         return Err(Error::unsupported(F, 0x30, "bootmgr data size", format!("{data_size} bytes; the boot record loads 1..={MAX_BOOTMGR_SIZE} bytes to 2000:0000")));
     }
-    let mp = usize::from(le16(a, 0x20));
-    if !(0x40..a.len()).contains(&mp) {
-        return Err(Error::invalid(
-            F,
-            0x20,
-            "mapping pairs offset",
-            format!("{mp:#x}"),
-        ));
-    }
-    let runs = ntfs::decode_mapping_pairs(&a[mp..], mp as u64)?;
+    let nr = ntfs::Attr::parse(a, 0)?.non_resident_info()?;
+    let runs = nr.runs;
     if runs.iter().any(|r| r.lcn.is_none()) {
         return Err(Error::unsupported(
             F,
-            mp as u64,
+            nr.mapping_pairs_offset as u64,
             "mapping pairs",
             "bootmgr has a sparse hole",
         ));
@@ -235,7 +229,7 @@ fn parse_data_attribute(a: &[u8]) -> Result<DataAttr> {
 /// too so `chkdsk`/`ntfsfix` recovery restores our code, not mkntfs's. Whether bootsect
 /// itself refreshes the backup is unknown [formats.md §4: ?].
 pub fn backup_boot_sector_offset(boot_sector: &[u8]) -> Result<u64> {
-    let bpb = Bpb::parse(boot_sector)?;
+    let bpb = boot_geometry(boot_sector)?;
     Ok(bpb.total_sectors * u64::from(bpb.bytes_per_sector))
 }
 
@@ -253,13 +247,13 @@ pub fn install_vbr(boot_area: &mut [u8], bootmgr: &BootmgrExtents) -> Result<()>
             boot_area.len() as u64,
         ));
     }
-    let bpb = Bpb::parse(&boot_area[..512])?;
-    if bootmgr.mft_record_size != bpb.mft_record_size {
+    let bpb = boot_geometry(&boot_area[..512])?;
+    if bootmgr.mft_record_size != bpb.record_size {
         return Err(Error::mismatch(
             F,
             0x40,
             "MFT record size (BPB vs recorded extents)",
-            bpb.mft_record_size.into(),
+            bpb.record_size.into(),
             bootmgr.mft_record_size.into(),
         ));
     }
@@ -299,7 +293,7 @@ pub fn install_vbr(boot_area: &mut [u8], bootmgr: &BootmgrExtents) -> Result<()>
         ));
     }
     // Clusters -> partition-relative sector runs, clipped to the sectors the file needs.
-    let spc = bpb.bytes_per_cluster / 512;
+    let spc = bpb.cluster_size / 512;
     let mut need = attr.data_size.div_ceil(512);
     let mut runs: Vec<(u64, u32)> = Vec::new();
     for r in &attr.runs {
@@ -308,7 +302,7 @@ pub fn install_vbr(boot_area: &mut [u8], bootmgr: &BootmgrExtents) -> Result<()>
         }
         let lcn = r.lcn.unwrap_or(0);
         let start = lcn.checked_mul(spc);
-        let count = r.clusters.checked_mul(spc).map(|c| c.min(need));
+        let count = r.len.checked_mul(spc).map(|c| c.min(need));
         let (Some(start), Some(count)) = (start, count) else {
             return Err(Error::invalid(
                 F,

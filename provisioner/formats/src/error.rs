@@ -21,6 +21,8 @@ pub enum Format {
     /// `.reg` text ("Windows Registry Editor Version 5.00"); offsets are byte offsets in the text.
     RegText,
     Vbr,
+    /// NTFS below the file level: boot sector, MFT and index records, attributes, mapping pairs.
+    Ntfs,
     /// A raw read from a disk or buffer, before any format applies (e.g. [`crate::bytes::ReadAt`]).
     Disk,
 }
@@ -35,6 +37,7 @@ impl fmt::Display for Format {
             Format::Bcd => "BCD",
             Format::RegText => ".reg",
             Format::Vbr => "boot record",
+            Format::Ntfs => "NTFS",
             Format::Disk => "disk",
         })
     }

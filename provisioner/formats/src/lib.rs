@@ -1,7 +1,8 @@
 //! # ufd-formats
 //!
 //! The on-disk formats of a Windows-on-UFD deployment — MBR partition tables,
-//! fixed-VHD footers, registry hives (regf) and BCD stores — as a `no_std + alloc`
+//! fixed-VHD footers, VHDX, registry hives (regf), BCD stores and NTFS below the file
+//! level (boot sector, MFT record fixups and attributes, mapping pairs) — as a `no_std + alloc`
 //! library with no I/O. The host provisioner and the in-VM guest probe share it.
 //!
 //! Invariants (see ARCHITECTURE.md):
@@ -19,6 +20,7 @@ pub mod bytes;
 pub mod error;
 pub mod hive;
 pub mod mbr;
+pub mod ntfs;
 pub mod policy;
 pub mod system;
 pub mod vhd;

@@ -7,7 +7,7 @@
 //! image:
 //!
 //! 1. the reserved clusters are read from the file's MFT record (`$DATA` runs: VHD bytes
-//!    `[a_i, b_i)` at LCN `L_i`, [`crate::ntfs::Run`]);
+//!    `[a_i, b_i)` at LCN `L_i`, [`ufd_formats::ntfs::Run`]);
 //! 2. holes are inserted into the VHD file with `FALLOC_FL_INSERT_RANGE` (no data moves: the
 //!    host file system shifts its extent map) so that byte `a_i` lands at
 //!    `partition_offset + L_i × cluster_size` — one hole in front of run 0 and one between
@@ -29,7 +29,8 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 
-use crate::ntfs::Run;
+use ufd_formats::ntfs::Run;
+
 use crate::sparse;
 
 /// One run of the VHD file and where its bytes go in the disk image.

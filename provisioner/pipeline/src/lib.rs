@@ -71,6 +71,7 @@ use std::time::Instant;
 
 use ufd_formats::bcd::Store;
 use ufd_formats::mbr::{partition_type, Geometry, Mbr, PartitionEntry};
+use ufd_formats::ntfs::file_attribute;
 use ufd_formats::policy::{self, Outcome, Verdict};
 use ufd_formats::vhd::{unix_to_vhd_timestamp, Creator, Footer};
 
@@ -1591,7 +1592,7 @@ fn ntfs_inode(bytes: &mut u64, step: Step, part: &Path, path: &str) -> Result<u6
 }
 
 /// MFT record of an NTFS volume's root directory (`FILE_root`, ntfs-3g `layout.h`).
-const NTFS_ROOT_RECORD: u64 = 5;
+const NTFS_ROOT_RECORD: u64 = ufd_formats::ntfs::ROOT_DIRECTORY_RECORD;
 
 /// The file attributes bcdboot leaves on the BIOS boot files: `\bootmgr` read-only, hidden
 /// and system; `\Boot` hidden and system (what `attrib` shows as `SHR` / `SH` on a Windows 7
@@ -1599,9 +1600,9 @@ const NTFS_ROOT_RECORD: u64 = 5;
 /// Windows-made volume here (no fixture carries NTFS file attributes); the boot path does not
 /// depend on them (BOOTMGR and our boot record ignore attributes).
 pub const BOOTMGR_ATTRIBUTES: u32 =
-    ntfs::FILE_ATTRIBUTE_READONLY | ntfs::FILE_ATTRIBUTE_HIDDEN | ntfs::FILE_ATTRIBUTE_SYSTEM;
+    file_attribute::READONLY | file_attribute::HIDDEN | file_attribute::SYSTEM;
 /// See [`BOOTMGR_ATTRIBUTES`].
-pub const BOOT_DIR_ATTRIBUTES: u32 = ntfs::FILE_ATTRIBUTE_HIDDEN | ntfs::FILE_ATTRIBUTE_SYSTEM;
+pub const BOOT_DIR_ATTRIBUTES: u32 = file_attribute::HIDDEN | file_attribute::SYSTEM;
 
 /// Set [`BOOTMGR_ATTRIBUTES`] on `\bootmgr` and [`BOOT_DIR_ATTRIBUTES`] on `\Boot` of the
 /// UFD's NTFS partition file, in `$STANDARD_INFORMATION`, their `$FILE_NAME`s and the root

@@ -1,72 +1,33 @@
-//! The few NTFS structures the pipeline reads and patches itself: the boot sector, MFT file
-//! records (with their update-sequence fixups) and the non-resident `$DATA` attribute of one
-//! file — enough to write a file's content straight into the clusters `ntfsfallocate` reserved
-//! for it and to set its valid data length (host-pipeline.md §5, "The extents route").
+//! The few NTFS structures the pipeline patches itself: the valid data length and the
+//! `$FILE_NAME` sizes of one file (enough to write a file's content straight into the clusters
+//! `ntfsfallocate` reserved for it, host-pipeline.md §5, "The extents route") and the file
+//! attributes of a file and its parent's index entries. The byte-level parsing — boot sector,
+//! update-sequence fixups, attributes, mapping pairs — is [`ufd_formats::ntfs`] (layouts and
+//! sources there); this module adds the volume file I/O, the refusals (what it cannot patch
+//! safely) and the patches. Verified by ntfs-3g's `ntfsinfo`/`ntfscat` reading back every file
+//! this module patched, in the tests.
 //!
 //! Nothing here calls fsync: the volume files are scratch files of the pipeline (discarded on
 //! any error), and the finished image is made durable once, in `Step::Commit`.
-//!
-//! Layouts (all little-endian; the NTFS documentation of the Linux-NTFS project, as
-//! implemented by ntfs-3g `layout.h`; verified here by ntfs-3g's `ntfsinfo`/`ntfscat` reading back
-//! every file this module patched, in the tests):
-//!
-//! * boot sector: bytes/sector u16 @0x0B, sectors/cluster u8 @0x0D, `$MFT` LCN u64 @0x30,
-//!   clusters per file record i8 @0x40 (negative n = 2^-n bytes);
-//! * file record: `FILE` @0, update-sequence array offset u16 @4 and count u16 @6 (the USN and
-//!   one saved u16 per 512-byte block), flags u16 @0x16 (1 = in use), first attribute @0x14;
-//! * attribute header: type u32 @0, length u32 @4, non-resident u8 @8, name length u8 @9,
-//!   flags u16 @0x0C (0x0001 compressed, 0x4000 encrypted, 0x8000 sparse); non-resident:
-//!   lowest VCN @0x10, mapping pairs offset u16 @0x20, allocated size @0x28, data size @0x30,
-//!   initialized size (the valid data length, VDL) @0x38;
-//! * mapping pairs: a header byte (low nibble = length bytes, high nibble = offset bytes), the run
-//!   length, the signed LCN delta (no delta bytes = a sparse run), until a 0 byte.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use ufd_formats::ntfs::{
+    self, attr_flags, attr_type, file_attribute, offsets, BootSector, Run, FILE_MAGIC, INDX_MAGIC,
+};
+
 use crate::error::ProvisionError;
 use crate::sparse;
 
 const STEP: &str = "copy the VHD to the UFD";
-/// The fixup stride: update sequences protect every 512-byte block, whatever the sector size.
-const FIXUP_BLOCK: usize = 512;
-const ATTR_STANDARD_INFORMATION: u32 = 0x10;
-const ATTR_ATTRIBUTE_LIST: u32 = 0x20;
-const ATTR_FILE_NAME: u32 = 0x30;
-const ATTR_DATA: u32 = 0x80;
-const ATTR_INDEX_ROOT: u32 = 0x90;
-const ATTR_INDEX_ALLOCATION: u32 = 0xA0;
 /// Index entry flag: the last entry of a node (carries no key).
 const INDEX_ENTRY_END: u16 = 0x02;
-const ATTR_END: u32 = 0xFFFF_FFFF;
-const FLAG_COMPRESSED: u16 = 0x0001;
-const FLAG_ENCRYPTED: u16 = 0x4000;
-const FLAG_SPARSE: u16 = 0x8000;
-/// `$STANDARD_INFORMATION` / `$FILE_NAME` file attribute bits (ntfs-3g `layout.h`
-/// `FILE_ATTR_*`, the Win32 `FILE_ATTRIBUTE_*` values).
-pub const FILE_ATTRIBUTE_READONLY: u32 = 0x1;
-pub const FILE_ATTRIBUTE_HIDDEN: u32 = 0x2;
-pub const FILE_ATTRIBUTE_SYSTEM: u32 = 0x4;
-const FILE_ATTRIBUTE_SPARSE: u32 = 0x200;
-const FILE_ATTRIBUTE_COMPRESSED: u32 = 0x800;
-const FILE_ATTRIBUTE_ENCRYPTED: u32 = 0x4000;
 
-/// The volume parameters of an NTFS boot sector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Geometry {
-    pub bytes_per_sector: u32,
-    pub cluster_size: u64,
-    pub record_size: u64,
-    pub mft_lcn: u64,
-}
-
-/// One run of a non-resident attribute: `len` clusters from `vcn`, at `lcn` (`None` = sparse).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Run {
-    pub vcn: u64,
-    pub lcn: Option<u64>,
-    pub len: u64,
+/// A [`ufd_formats::Error`] (absolute offset in the volume file) as this step's error.
+fn format_err(path: &Path) -> impl Fn(ufd_formats::Error) -> ProvisionError + '_ {
+    move |e| ProvisionError::format(STEP, path, e)
 }
 
 /// The unnamed `$DATA` attribute of a file record.
@@ -111,290 +72,114 @@ fn le64(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Parse the boot sector (the first 512 bytes of the volume).
-pub fn parse_boot(sector: &[u8], path: &Path) -> Result<Geometry, ProvisionError> {
-    if sector.len() < 512 || &sector[3..11] != b"NTFS    " {
-        return Err(ProvisionError::ntfs(
-            STEP,
-            path,
-            3,
-            "no `NTFS    ` OEM id in the boot sector",
-        ));
-    }
-    let bps = u32::from(le16(sector, 0x0B));
-    let spc = u64::from(sector[0x0D]);
-    if !(256..=4096).contains(&bps) || !bps.is_power_of_two() || spc == 0 || !spc.is_power_of_two()
-    {
-        return Err(ProvisionError::ntfs(
-            STEP,
-            path,
-            0x0B,
-            format!("unsupported geometry: {bps} bytes/sector, {spc} sectors/cluster"),
-        ));
-    }
-    let cluster_size = u64::from(bps) * spc;
-    let cpr = sector[0x40] as i8;
-    let record_size = if cpr < 0 {
-        let shift = u32::from(cpr.unsigned_abs());
-        if shift > 16 {
-            return Err(ProvisionError::ntfs(
-                STEP,
-                path,
-                0x40,
-                format!("file record size 2^{shift} is out of range"),
-            ));
-        }
-        1u64 << shift
-    } else {
-        u64::from(cpr as u8) * cluster_size
-    };
-    if record_size < FIXUP_BLOCK as u64 || record_size > 65536 {
-        return Err(ProvisionError::ntfs(
-            STEP,
-            path,
-            0x40,
-            format!("file record size {record_size} is out of range"),
-        ));
-    }
-    Ok(Geometry {
-        bytes_per_sector: bps,
-        cluster_size,
-        record_size,
-        mft_lcn: le64(sector, 0x30),
-    })
-}
-
-/// Undo the update-sequence fixups of a file record read from disk (in place).
-pub fn unfix(rec: &mut [u8], path: &Path, rec_off: u64) -> Result<(), ProvisionError> {
-    unfix_magic(rec, b"FILE", path, rec_off)
-}
-
-/// Undo the update-sequence fixups of a `FILE` or `INDX` record (in place).
-fn unfix_magic(
-    rec: &mut [u8],
-    magic: &[u8; 4],
-    path: &Path,
-    rec_off: u64,
-) -> Result<(), ProvisionError> {
-    if rec.len() < 0x30 || &rec[0..4] != magic {
-        return Err(ProvisionError::ntfs(
-            STEP,
-            path,
-            rec_off,
-            format!(
-                "record has no `{}` signature",
-                String::from_utf8_lossy(magic)
-            ),
-        ));
-    }
-    let usa_ofs = usize::from(le16(rec, 4));
-    let usa_count = usize::from(le16(rec, 6));
-    if usa_count != rec.len() / FIXUP_BLOCK + 1 || usa_ofs + 2 * usa_count > rec.len() {
-        return Err(ProvisionError::ntfs(
-            STEP,
-            path,
-            rec_off + 4,
-            format!(
-                "update sequence array (offset {usa_ofs}, {usa_count} entries) does not fit a {}-byte record",
-                rec.len()
-            ),
-        ));
-    }
-    let usn = [rec[usa_ofs], rec[usa_ofs + 1]];
-    for i in 1..usa_count {
-        let end = i * FIXUP_BLOCK - 2;
-        if rec[end..end + 2] != usn {
-            return Err(ProvisionError::ntfs(
-                STEP,
-                path,
-                rec_off + end as u64,
-                "update sequence number mismatch (torn or corrupt file record)",
-            ));
-        }
-        rec[end] = rec[usa_ofs + 2 * i];
-        rec[end + 1] = rec[usa_ofs + 2 * i + 1];
-    }
-    Ok(())
-}
-
-/// Apply the fixups before writing a record back: a new USN (incremented, skipping 0 and
-/// 0xFFFF as ntfs-3g's `ntfs_mst_pre_write_fixup` does), the protected words saved in the array.
-pub fn refix(rec: &mut [u8]) {
-    let usa_ofs = usize::from(le16(rec, 4));
-    let usa_count = usize::from(le16(rec, 6));
-    let mut usn = le16(rec, usa_ofs).wrapping_add(1);
-    if usn == 0 || usn == 0xFFFF {
-        usn = 1;
-    }
-    rec[usa_ofs..usa_ofs + 2].copy_from_slice(&usn.to_le_bytes());
-    for i in 1..usa_count {
-        let end = i * FIXUP_BLOCK - 2;
-        rec[usa_ofs + 2 * i] = rec[end];
-        rec[usa_ofs + 2 * i + 1] = rec[end + 1];
-        rec[end..end + 2].copy_from_slice(&usn.to_le_bytes());
-    }
-}
-
-/// Decode mapping pairs starting at `b[0]`, with the attribute's lowest VCN.
-pub fn decode_runs(b: &[u8], mut vcn: u64) -> Option<Vec<Run>> {
-    let mut runs = Vec::new();
-    let mut p = 0usize;
-    let mut lcn: i64 = 0;
-    loop {
-        let h = *b.get(p)?;
-        if h == 0 {
-            return Some(runs);
-        }
-        let (ln, lo) = (usize::from(h & 0x0F), usize::from(h >> 4));
-        if ln == 0 || ln > 8 || lo > 8 {
-            return None;
-        }
-        let lb = b.get(p + 1..p + 1 + ln)?;
-        let mut len = 0u64;
-        for (i, x) in lb.iter().enumerate() {
-            len |= u64::from(*x) << (8 * i);
-        }
-        let run_lcn = if lo == 0 {
-            None
-        } else {
-            let ob = b.get(p + 1 + ln..p + 1 + ln + lo)?;
-            let mut d: i64 = 0;
-            for (i, x) in ob.iter().enumerate() {
-                d |= i64::from(*x) << (8 * i);
-            }
-            // sign-extend
-            let shift = 64 - 8 * lo as u32;
-            d = if shift == 0 { d } else { (d << shift) >> shift };
-            lcn = lcn.checked_add(d)?;
-            Some(u64::try_from(lcn).ok()?)
-        };
-        runs.push(Run {
-            vcn,
-            lcn: run_lcn,
-            len,
-        });
-        vcn = vcn.checked_add(len)?;
-        p += 1 + ln + lo;
-    }
-}
-
 /// Find the unnamed `$DATA` attribute in a fixed-up record; refuse what this module cannot
-/// patch safely (attribute lists, resident, compressed, encrypted or sparse data).
+/// patch safely (attribute lists, resident, compressed, encrypted or sparse data, a
+/// `$STANDARD_INFORMATION` marking the file sparse/compressed/encrypted).
 pub fn data_attr(rec: &[u8], path: &Path, rec_off: u64) -> Result<DataAttr, ProvisionError> {
-    let err = |o: usize, m: String| ProvisionError::ntfs(STEP, path, rec_off + o as u64, m);
-    if le16(rec, 0x16) & 1 == 0 {
-        return Err(err(0x16, "file record is not in use".into()));
+    let fmt = format_err(path);
+    let err = |o: u64, m: String| ProvisionError::ntfs(STEP, path, o, m);
+    if !ntfs::record_header(rec, rec_off).map_err(&fmt)?.in_use() {
+        return Err(err(rec_off + 0x16, "file record is not in use".into()));
     }
-    let mut off = usize::from(le16(rec, 0x14));
     let mut found = None;
-    while off + 16 <= rec.len() {
-        let ty = le32(rec, off);
-        if ty == ATTR_END {
-            break;
-        }
-        let len = le32(rec, off + 4) as usize;
-        if len < 16 || off + len > rec.len() {
-            return Err(err(
-                off + 4,
-                format!("attribute length {len} runs past the record"),
-            ));
-        }
-        let non_resident = rec[off + 8] != 0;
-        let name_len = rec[off + 9];
-        let flags = le16(rec, off + 0x0C);
-        match ty {
-            ATTR_ATTRIBUTE_LIST => {
+    for a in ntfs::attributes(rec, rec_off).map_err(&fmt)? {
+        match a.type_code() {
+            attr_type::ATTRIBUTE_LIST => {
                 return Err(err(
-                    off,
+                    a.base(),
                     "the file has an $ATTRIBUTE_LIST (too fragmented for one record); refusing to patch".into(),
                 ))
             }
-            ATTR_STANDARD_INFORMATION if !non_resident && len >= 0x18 => {
-                let vo = usize::from(le16(rec, off + 0x14));
-                if off + vo + 0x24 <= off + len {
-                    let fa = le32(rec, off + vo + 0x20);
-                    if fa & (FILE_ATTRIBUTE_SPARSE | FILE_ATTRIBUTE_COMPRESSED | FILE_ATTRIBUTE_ENCRYPTED) != 0 {
+            attr_type::STANDARD_INFORMATION if !a.non_resident() => {
+                let (vo, v) = a.resident_value().map_err(&fmt)?;
+                let fa_off = offsets::STANDARD_INFORMATION_FILE_ATTRIBUTES;
+                if let Some(fa) = v.get(fa_off..fa_off + 4) {
+                    let fa = le32(fa, 0);
+                    let refused = file_attribute::SPARSE_FILE
+                        | file_attribute::COMPRESSED
+                        | file_attribute::ENCRYPTED;
+                    if fa & refused != 0 {
                         return Err(err(
-                            off + vo + 0x20,
+                            a.base() + (vo + fa_off) as u64,
                             format!("file attributes {fa:#x} mark the file sparse/compressed/encrypted; a VHD for native boot must be none of these"),
                         ));
                     }
                 }
             }
-            ATTR_DATA if name_len == 0 => {
-                if !non_resident {
-                    return Err(err(off + 8, "$DATA is resident (file too small to place)".into()));
-                }
-                if flags & (FLAG_COMPRESSED | FLAG_ENCRYPTED | FLAG_SPARSE) != 0 {
+            attr_type::DATA if a.name_len() == 0 => {
+                if !a.non_resident() {
                     return Err(err(
-                        off + 0x0C,
+                        a.base() + 8,
+                        "$DATA is resident (file too small to place)".into(),
+                    ));
+                }
+                let flags = a.flags();
+                if flags
+                    & (attr_flags::COMPRESSION_MASK | attr_flags::ENCRYPTED | attr_flags::SPARSE)
+                    != 0
+                {
+                    return Err(err(
+                        a.base() + 0x0C,
                         format!("$DATA flags {flags:#06x}: sparse/compressed/encrypted data is refused"),
                     ));
                 }
-                if len < 0x40 {
-                    return Err(err(off + 4, "non-resident $DATA header too short".into()));
+                let nr = a.non_resident_info().map_err(&fmt)?;
+                if nr.lowest_vcn != 0 {
+                    return Err(err(
+                        a.base() + 0x10,
+                        format!("$DATA starts at VCN {}, not 0", nr.lowest_vcn),
+                    ));
                 }
-                let lowest_vcn = le64(rec, off + 0x10);
-                if lowest_vcn != 0 {
-                    return Err(err(off + 0x10, format!("$DATA starts at VCN {lowest_vcn}, not 0")));
-                }
-                let mp = usize::from(le16(rec, off + 0x20));
-                if mp >= len {
-                    return Err(err(off + 0x20, "mapping pairs offset past the attribute".into()));
-                }
-                let runs = decode_runs(&rec[off + mp..off + len], 0)
-                    .ok_or_else(|| err(off + mp, "malformed mapping pairs".into()))?;
                 found = Some(DataAttr {
-                    runs,
+                    runs: nr.runs,
                     flags,
-                    allocated_size: le64(rec, off + 0x28),
-                    data_size: le64(rec, off + 0x30),
-                    initialized_size: le64(rec, off + 0x38),
-                    init_field: off + 0x38,
+                    allocated_size: nr.allocated_size,
+                    data_size: nr.data_size,
+                    initialized_size: nr.initialized_size,
+                    init_field: a.offset() + offsets::INITIALIZED_SIZE,
                 });
             }
             _ => {}
         }
-        off += len;
     }
-    found.ok_or_else(|| err(0x14, "no unnamed $DATA attribute".into()))
+    found.ok_or_else(|| err(rec_off + 0x14, "no unnamed $DATA attribute".into()))
 }
 
 /// Set the allocated/data size fields (value offsets 0x28 and 0x30, ntfs-3g `layout.h`
-/// `FILE_NAME_ATTR`) of every resident `$FILE_NAME` attribute of a fixed-up record to the
-/// unnamed `$DATA`'s sizes. `ntfsfallocate` leaves the record's own `$FILE_NAME` data size at 0
-/// (it updates only the parent directory's index entry, through ntfs-3g's
-/// `ntfs_inode_sync_file_name`, which already carries both sizes); chkdsk compares the two.
-/// Returns how many attributes were set.
-pub fn set_file_name_sizes(rec: &mut [u8], allocated: u64, data: u64) -> usize {
-    let mut n = 0;
-    let mut off = usize::from(le16(rec, 0x14));
-    while off + 0x18 <= rec.len() {
-        let ty = le32(rec, off);
-        let len = le32(rec, off + 4) as usize;
-        if ty == ATTR_END || len < 0x18 || off + len > rec.len() {
-            break;
+/// `FILE_NAME_ATTR`) of every resident `$FILE_NAME` attribute of a fixed-up record (at volume
+/// offset `rec_off`) to the unnamed `$DATA`'s sizes. `ntfsfallocate` leaves the record's own
+/// `$FILE_NAME` data size at 0 (it updates only the parent directory's index entry, through
+/// ntfs-3g's `ntfs_inode_sync_file_name`, which already carries both sizes); chkdsk compares
+/// the two. Returns how many attributes were set; a malformed `$FILE_NAME` is an error (and
+/// nothing is changed).
+pub fn set_file_name_sizes(
+    rec: &mut [u8],
+    rec_off: u64,
+    allocated: u64,
+    data: u64,
+) -> ufd_formats::Result<usize> {
+    let mut values = Vec::new();
+    for a in ntfs::attributes(rec, rec_off)? {
+        if a.type_code() == attr_type::FILE_NAME && !a.non_resident() {
+            let (vo, v) = a.resident_value()?;
+            ntfs::file_name(v, a.base() + vo as u64)?;
+            values.push(a.offset() + vo);
         }
-        if ty == ATTR_FILE_NAME && rec[off + 8] == 0 {
-            let vo = usize::from(le16(rec, off + 0x14));
-            let vl = le32(rec, off + 0x10) as usize;
-            if vl >= 0x42 && vo + vl <= len {
-                let v = off + vo;
-                rec[v + 0x28..v + 0x30].copy_from_slice(&allocated.to_le_bytes());
-                rec[v + 0x30..v + 0x38].copy_from_slice(&data.to_le_bytes());
-                n += 1;
-            }
-        }
-        off += len;
     }
-    n
+    for v in &values {
+        let at = v + offsets::FILE_NAME_ALLOCATED_SIZE;
+        rec[at..at + 8].copy_from_slice(&allocated.to_le_bytes());
+        let at = v + offsets::FILE_NAME_DATA_SIZE;
+        rec[at..at + 8].copy_from_slice(&data.to_le_bytes());
+    }
+    Ok(values.len())
 }
 
 /// A volume file opened for reading and patching records.
 pub struct Volume<'p> {
     file: File,
     path: &'p Path,
-    pub geometry: Geometry,
+    pub boot: BootSector,
     mft_runs: Vec<Run>,
 }
 
@@ -405,54 +190,47 @@ impl<'p> Volume<'p> {
             .write(write)
             .open(path)
             .map_err(|e| ProvisionError::io(STEP, path, e))?;
-        let mut boot = [0u8; 512];
-        file.read_exact_at(&mut boot, 0)
+        let mut sector = [0u8; 512];
+        file.read_exact_at(&mut sector, 0)
             .map_err(|e| ProvisionError::io(STEP, path, e))?;
-        let geometry = parse_boot(&boot, path)?;
+        let boot = BootSector::parse(&sector).map_err(format_err(path))?;
         let mut v = Volume {
             file,
             path,
-            geometry,
+            boot,
             mft_runs: vec![Run {
                 vcn: 0,
-                lcn: Some(geometry.mft_lcn),
-                len: geometry.record_size.div_ceil(geometry.cluster_size),
+                lcn: Some(boot.mft_lcn),
+                len: u64::from(boot.record_size).div_ceil(boot.cluster_size),
             }],
         };
         // Record 0 ($MFT) maps the MFT itself.
-        let (rec, off) = v.read_record(0)?;
+        let (rec, off) = v.read_record(ntfs::MFT_RECORD)?;
         v.mft_runs = data_attr(&rec, path, off)?.runs;
         Ok(v)
     }
 
-    /// Volume byte offset of MFT byte `mft_off` (one cluster at most is contiguous).
-    fn mft_to_volume(&self, mft_off: u64) -> Result<u64, ProvisionError> {
-        let cs = self.geometry.cluster_size;
-        let vcn = mft_off / cs;
-        self.mft_runs
-            .iter()
-            .find(|r| vcn >= r.vcn && vcn < r.vcn + r.len)
-            .and_then(|r| r.lcn.map(|l| (l + vcn - r.vcn) * cs + mft_off % cs))
-            .ok_or_else(|| {
-                ProvisionError::ntfs(
-                    STEP,
-                    self.path,
-                    self.geometry.mft_lcn * cs,
-                    format!("MFT byte {mft_off} is not mapped by $MFT's runs"),
-                )
-            })
-    }
-
-    /// The volume pieces (offset, len) holding record `inode`.
+    /// The volume pieces (offset, len) holding record `inode`, one per contiguous stretch.
     fn record_pieces(&self, inode: u64) -> Result<Vec<(u64, usize)>, ProvisionError> {
-        let rs = self.geometry.record_size;
-        let cs = self.geometry.cluster_size;
+        let rs = u64::from(self.boot.record_size);
+        let cs = self.boot.cluster_size;
+        let unmapped = |at: u64| {
+            ProvisionError::ntfs(
+                STEP,
+                self.path,
+                self.boot.mft_offset(),
+                format!("MFT byte {at} (record {inode}) is not mapped by $MFT's runs"),
+            )
+        };
         let mut pieces = Vec::new();
-        let mut at = inode * rs;
+        let mut at = inode.checked_mul(rs).ok_or_else(|| unmapped(u64::MAX))?;
         let end = at + rs;
         while at < end {
-            let n = (cs - at % cs).min(end - at);
-            pieces.push((self.mft_to_volume(at)?, n as usize));
+            let Some((Some(o), left)) = ntfs::map_offset(&self.mft_runs, cs, at) else {
+                return Err(unmapped(at));
+            };
+            let n = left.min(end - at);
+            pieces.push((o, n as usize));
             at += n;
         }
         Ok(pieces)
@@ -461,7 +239,7 @@ impl<'p> Volume<'p> {
     /// Read and un-fix record `inode`; returns it and its first byte's volume offset.
     pub fn read_record(&self, inode: u64) -> Result<(Vec<u8>, u64), ProvisionError> {
         let pieces = self.record_pieces(inode)?;
-        let mut rec = Vec::with_capacity(self.geometry.record_size as usize);
+        let mut rec = Vec::with_capacity(self.boot.record_size as usize);
         for (o, n) in &pieces {
             let mut b = vec![0u8; *n];
             self.file
@@ -470,13 +248,16 @@ impl<'p> Volume<'p> {
             rec.extend(b);
         }
         let off = pieces[0].0;
-        unfix(&mut rec, self.path, off)?;
+        ntfs::unfix(&mut rec, FILE_MAGIC, off).map_err(format_err(self.path))?;
         Ok((rec, off))
     }
 
-    fn write_record(&self, inode: u64, rec: &[u8]) -> Result<(), ProvisionError> {
+    /// Re-seal (update sequence) a record read by [`Volume::read_record`] and write it back.
+    fn write_record(&self, inode: u64, rec: &mut [u8]) -> Result<(), ProvisionError> {
+        let pieces = self.record_pieces(inode)?;
+        ntfs::refix(rec, pieces[0].0).map_err(format_err(self.path))?;
         let mut at = 0usize;
-        for (o, n) in self.record_pieces(inode)? {
+        for (o, n) in pieces {
             self.file
                 .write_all_at(&rec[at..at + n], o)
                 .map_err(|e| ProvisionError::io(STEP, self.path, e))?;
@@ -521,7 +302,7 @@ pub fn set_valid_data_length(
     len: u64,
 ) -> Result<Placement, ProvisionError> {
     let vol = Volume::open(volume, true)?;
-    let cs = vol.geometry.cluster_size;
+    let cs = vol.boot.cluster_size;
     let (mut rec, rec_off) = vol.read_record(inode)?;
     let attr = data_attr(&rec, volume, rec_off)?;
     if attr.data_size != len {
@@ -560,9 +341,9 @@ pub fn set_valid_data_length(
     }
     let vdl_before = attr.initialized_size;
     rec[attr.init_field..attr.init_field + 8].copy_from_slice(&attr.data_size.to_le_bytes());
-    set_file_name_sizes(&mut rec, attr.allocated_size, attr.data_size);
-    refix(&mut rec);
-    vol.write_record(inode, &rec)?;
+    set_file_name_sizes(&mut rec, rec_off, attr.allocated_size, attr.data_size)
+        .map_err(format_err(volume))?;
+    vol.write_record(inode, &mut rec)?;
     // read back through our own parser: fixups valid and VDL set
     let after = vol.data(inode)?;
     if after.initialized_size != after.data_size {
@@ -593,7 +374,7 @@ pub fn write_at_runs(
     src: &Path,
 ) -> Result<u64, ProvisionError> {
     let vol = Volume::open(volume, true)?;
-    let cs = vol.geometry.cluster_size;
+    let cs = vol.boot.cluster_size;
     let rec_off = placement.record_offset;
     let src_file = File::open(src).map_err(|e| ProvisionError::io(STEP, src, e))?;
     for r in &placement.runs {
@@ -608,19 +389,13 @@ pub fn write_at_runs(
         let mut at = s;
         while at < e {
             let vcn = at / cs;
-            let r = placement
-                .runs
-                .iter()
-                .find(|r| vcn >= r.vcn && vcn < r.vcn + r.len)
-                .ok_or_else(|| {
-                    ProvisionError::ntfs(STEP, volume, rec_off, format!("VCN {vcn} is not mapped"))
-                })?;
-            let run_end = (r.vcn + r.len) * cs;
-            let n = (e - at).min(run_end - at);
-            let lcn = r.lcn.ok_or_else(|| {
+            let (dst, left) = ntfs::map_offset(&placement.runs, cs, at).ok_or_else(|| {
+                ProvisionError::ntfs(STEP, volume, rec_off, format!("VCN {vcn} is not mapped"))
+            })?;
+            let n = (e - at).min(left);
+            let dst = dst.ok_or_else(|| {
                 ProvisionError::ntfs(STEP, volume, rec_off, format!("VCN {vcn} is sparse"))
             })?;
-            let dst = (lcn + vcn - r.vcn) * cs + at % cs;
             sparse::copy_range(&src_file, at, &vol.file, dst, n)
                 .map_err(|e| ProvisionError::io(STEP, volume, e))?;
             copied += n;
@@ -643,20 +418,6 @@ pub struct AttributeChange {
     pub index_entries: usize,
 }
 
-/// Visit the attributes of a fixed-up record: `f(type, offset, length, non_resident)`.
-fn for_each_attr(rec: &[u8], mut f: impl FnMut(u32, usize, usize, bool)) {
-    let mut off = usize::from(le16(rec, 0x14));
-    while off + 0x18 <= rec.len() {
-        let ty = le32(rec, off);
-        let len = le32(rec, off + 4) as usize;
-        if ty == ATTR_END || len < 0x18 || off + len > rec.len() {
-            break;
-        }
-        f(ty, off, len, rec[off + 8] != 0);
-        off += len;
-    }
-}
-
 /// OR `add` into the file attributes of every index entry of `node` (an index header at
 /// `hdr`: entries offset u32 @0 and index length u32 @4, both relative to `hdr`) whose file
 /// reference names `inode`; returns how many were changed.
@@ -674,9 +435,12 @@ fn patch_index_node(node: &mut [u8], hdr: usize, inode: u64, add: u32) -> usize 
         if flags & INDEX_ENTRY_END != 0 || len < 0x10 || at + len > end {
             break;
         }
-        // file reference: MFT record number in the low 48 bits
-        if le64(node, at) & 0xFFFF_FFFF_FFFF == inode && key_len >= 0x42 && 0x10 + key_len <= len {
-            let fa = at + 0x10 + 0x38;
+        // the entry's file reference, then its key (a $FILE_NAME value) at 0x10
+        if ntfs::reference_record(le64(node, at)) == inode
+            && key_len >= 0x42
+            && 0x10 + key_len <= len
+        {
+            let fa = at + 0x10 + offsets::FILE_NAME_FILE_ATTRIBUTES;
             let v = le32(node, fa) | add;
             node[fa..fa + 4].copy_from_slice(&v.to_le_bytes());
             n += 1;
@@ -686,7 +450,7 @@ fn patch_index_node(node: &mut [u8], hdr: usize, inode: u64, add: u32) -> usize 
     n
 }
 
-/// Set file attribute bits (`add`, e.g. [`FILE_ATTRIBUTE_HIDDEN`] | [`FILE_ATTRIBUTE_SYSTEM`])
+/// Set file attribute bits (`add`, e.g. [`file_attribute::HIDDEN`] | [`file_attribute::SYSTEM`])
 /// on file or directory `inode` whose directory is `parent`, everywhere NTFS keeps them:
 /// `$STANDARD_INFORMATION` (value offset 0x20, what Windows reports), the file's own
 /// `$FILE_NAME` attributes (value offset 0x38) and their copies in the parent's `$I30` index
@@ -701,22 +465,28 @@ pub fn add_file_attributes(
     add: u32,
 ) -> Result<AttributeChange, ProvisionError> {
     let vol = Volume::open(volume, true)?;
+    let fmt = format_err(volume);
     let (mut rec, rec_off) = vol.read_record(inode)?;
     let mut si = None;
     let mut fns = Vec::new();
-    for_each_attr(&rec, |ty, off, len, nonres| {
-        if nonres {
-            return;
+    for a in ntfs::attributes(&rec, rec_off).map_err(&fmt)? {
+        let ty = a.type_code();
+        if a.non_resident() || (ty != attr_type::STANDARD_INFORMATION && ty != attr_type::FILE_NAME)
+        {
+            continue;
         }
-        let vo = usize::from(le16(&rec, off + 0x14));
-        let vl = le32(&rec, off + 0x10) as usize;
-        if ty == ATTR_STANDARD_INFORMATION && vl >= 0x24 && vo + vl <= len {
-            si = Some(off + vo + 0x20);
+        let (vo, v) = a.resident_value().map_err(&fmt)?;
+        let value = a.offset() + vo;
+        if ty == attr_type::STANDARD_INFORMATION
+            && v.len() >= offsets::STANDARD_INFORMATION_FILE_ATTRIBUTES + 4
+        {
+            si = Some(value + offsets::STANDARD_INFORMATION_FILE_ATTRIBUTES);
         }
-        if ty == ATTR_FILE_NAME && vl >= 0x42 && vo + vl <= len {
-            fns.push(off + vo + 0x38);
+        if ty == attr_type::FILE_NAME {
+            ntfs::file_name(v, a.base() + vo as u64).map_err(&fmt)?;
+            fns.push(value + offsets::FILE_NAME_FILE_ATTRIBUTES);
         }
-    });
+    }
     let si = si.ok_or_else(|| {
         ProvisionError::ntfs(
             STEP,
@@ -731,29 +501,28 @@ pub fn add_file_attributes(
         let v = le32(&rec, o) | add;
         rec[o..o + 4].copy_from_slice(&v.to_le_bytes());
     }
-    refix(&mut rec);
-    vol.write_record(inode, &rec)?;
+    vol.write_record(inode, &mut rec)?;
 
     // the parent directory's $I30 index
     let (mut prec, prec_off) = vol.read_record(parent)?;
     let mut root = None;
     let mut alloc = None;
-    for_each_attr(&prec, |ty, off, len, nonres| match (ty, nonres) {
-        (ATTR_INDEX_ROOT, false) => {
-            let vo = usize::from(le16(&prec, off + 0x14));
-            if vo + 0x20 <= len {
-                root = Some(off + vo);
+    for a in ntfs::attributes(&prec, prec_off).map_err(&fmt)? {
+        match (a.type_code(), a.non_resident()) {
+            (attr_type::INDEX_ROOT, false) => {
+                let (vo, v) = a.resident_value().map_err(&fmt)?;
+                // INDEX_ROOT: block size u32 @8, then the index header @0x10 (0x10 bytes)
+                if v.len() >= 0x20 {
+                    root = Some(a.offset() + vo);
+                }
             }
-        }
-        (ATTR_INDEX_ALLOCATION, true) => {
-            let mp = usize::from(le16(&prec, off + 0x20));
-            if mp < len {
-                alloc = decode_runs(&prec[off + mp..off + len], le64(&prec, off + 0x10))
-                    .map(|r| (r, le64(&prec, off + 0x30)));
+            (attr_type::INDEX_ALLOCATION, true) => {
+                let nr = a.non_resident_info().map_err(&fmt)?;
+                alloc = Some((nr.runs, nr.data_size));
             }
+            _ => {}
         }
-        _ => {}
-    });
+    }
     let root = root.ok_or_else(|| {
         ProvisionError::ntfs(
             STEP,
@@ -765,12 +534,13 @@ pub fn add_file_attributes(
     let block_size = le32(&prec, root + 8) as usize;
     let mut index_entries = patch_index_node(&mut prec, root + 0x10, inode, add);
     if index_entries > 0 {
-        refix(&mut prec);
-        vol.write_record(parent, &prec)?;
+        vol.write_record(parent, &mut prec)?;
     }
     if let Some((runs, data_size)) = alloc {
-        let cs = vol.geometry.cluster_size;
-        if !(FIXUP_BLOCK..=65536).contains(&block_size) || !block_size.is_power_of_two() {
+        let cs = vol.boot.cluster_size;
+        if !(ntfs::FIXUP_BLOCK..=ntfs::MAX_RECORD_SIZE as usize).contains(&block_size)
+            || !block_size.is_power_of_two()
+        {
             return Err(ProvisionError::ntfs(
                 STEP,
                 volume,
@@ -778,28 +548,26 @@ pub fn add_file_attributes(
                 format!("directory record {parent}: index block size {block_size} is out of range"),
             ));
         }
-        // the allocation stream, block by block (a block lies in one run when blocks are
-        // no larger than clusters; larger blocks are read cluster by cluster)
+        // the allocation stream, block by block, each block in as many contiguous pieces as
+        // the runs give it
         let mut pos = 0u64;
         while pos + block_size as u64 <= data_size {
             let mut pieces = Vec::new();
             let mut at = pos;
             while at < pos + block_size as u64 {
-                let vcn = at / cs;
-                let r = runs
-                    .iter()
-                    .find(|r| vcn >= r.vcn && vcn < r.vcn + r.len)
-                    .and_then(|r| r.lcn.map(|l| (l + vcn - r.vcn) * cs + at % cs))
-                    .ok_or_else(|| {
-                        ProvisionError::ntfs(
-                            STEP,
-                            volume,
-                            prec_off,
-                            format!("directory record {parent}: index VCN {vcn} is not mapped"),
-                        )
-                    })?;
-                let n = (cs - at % cs).min(pos + block_size as u64 - at) as usize;
-                pieces.push((r, n));
+                let Some((Some(o), left)) = ntfs::map_offset(&runs, cs, at) else {
+                    return Err(ProvisionError::ntfs(
+                        STEP,
+                        volume,
+                        prec_off,
+                        format!(
+                            "directory record {parent}: index VCN {} is not mapped",
+                            at / cs
+                        ),
+                    ));
+                };
+                let n = left.min(pos + block_size as u64 - at) as usize;
+                pieces.push((o, n));
                 at += n as u64;
             }
             let mut block = Vec::with_capacity(block_size);
@@ -807,19 +575,18 @@ pub fn add_file_attributes(
                 let mut b = vec![0u8; *n];
                 vol.file
                     .read_exact_at(&mut b, *o)
-                    .map_err(|e| ProvisionError::ntfs(STEP, volume, *o, e.to_string()))?;
+                    .map_err(|e| ProvisionError::io(STEP, volume, e))?;
                 block.extend(b);
             }
             pos += block_size as u64;
             // blocks not in use (never written, or freed) do not carry a valid INDX record
-            if &block[0..4] != b"INDX"
-                || unfix_magic(&mut block, b"INDX", volume, pieces[0].0).is_err()
-            {
+            let base = pieces[0].0;
+            if ntfs::unfix(&mut block, INDX_MAGIC, base).is_err() {
                 continue;
             }
             let n = patch_index_node(&mut block, 0x18, inode, add);
             if n > 0 {
-                refix(&mut block);
+                ntfs::refix(&mut block, base).map_err(&fmt)?;
                 let mut at = 0usize;
                 for (o, len) in &pieces {
                     vol.file
@@ -853,59 +620,170 @@ mod tests {
     use super::*;
     use rstest::rstest;
 
-    #[rstest]
-    // 0x21: 1-byte length 0x18, 2-byte offset 0x5634
-    #[case(&[0x21, 0x18, 0x34, 0x56, 0x00], vec![Run { vcn: 0, lcn: Some(0x5634), len: 0x18 }])]
-    // second run negative delta (-0x10), then a sparse run of 5
-    #[case(&[0x11, 0x04, 0x20, 0x11, 0x02, 0xF0, 0x01, 0x05, 0x00],
-        vec![Run { vcn: 0, lcn: Some(0x20), len: 4 }, Run { vcn: 4, lcn: Some(0x10), len: 2 }, Run { vcn: 6, lcn: None, len: 5 }])]
-    fn mapping_pairs(#[case] b: &[u8], #[case] want: Vec<Run>) {
-        assert_eq!(decode_runs(b, 0).unwrap(), want);
+    fn attr(ty: u32, non_resident: bool, body: &[u8]) -> Vec<u8> {
+        let len = (0x18 + body.len())
+            .next_multiple_of(8)
+            .max(if non_resident { 0x48 } else { 0x18 });
+        let mut a = vec![0u8; len];
+        a[0..4].copy_from_slice(&ty.to_le_bytes());
+        a[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+        a[8] = non_resident.into();
+        if non_resident {
+            // lowest VCN 0, mapping pairs at 0x40: 2 clusters at LCN 0x40; sizes 8192/5000/0
+            a[0x20] = 0x40;
+            a[0x28..0x30].copy_from_slice(&8192u64.to_le_bytes());
+            a[0x30..0x38].copy_from_slice(&5000u64.to_le_bytes());
+            a[0x40..0x44].copy_from_slice(&[0x11, 0x02, 0x40, 0x00]);
+        } else {
+            a[0x10..0x14].copy_from_slice(&(body.len() as u32).to_le_bytes());
+            a[0x14] = 0x18;
+            a[0x18..0x18 + body.len()].copy_from_slice(body);
+        }
+        a
     }
 
-    #[rstest]
-    #[case(&[0x21, 0x18])] // truncated
-    #[case(&[0x90, 0x01, 0x00])] // 9 offset bytes
-    #[case(&[0x11, 0x01])] // missing offset byte
-    fn bad_mapping_pairs(#[case] b: &[u8]) {
-        assert!(decode_runs(b, 0).is_none());
+    fn record(attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut r = vec![0u8; 1024];
+        r[0..4].copy_from_slice(b"FILE");
+        r[4] = 0x30;
+        r[6] = 3;
+        r[0x14] = 0x38;
+        r[0x16] = 1;
+        let mut at = 0x38;
+        for a in attrs {
+            r[at..at + a.len()].copy_from_slice(a);
+            at += a.len();
+        }
+        r[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        r
+    }
+
+    fn file_name(name: &str) -> Vec<u8> {
+        let mut v = vec![0u8; 0x42 + 2 * name.len()];
+        v[0] = 5;
+        v[0x40] = name.len() as u8;
+        for (i, c) in name.bytes().enumerate() {
+            v[0x42 + 2 * i] = c;
+        }
+        v
+    }
+
+    fn standard_information(fa: u32) -> Vec<u8> {
+        let mut v = vec![0u8; 0x48];
+        v[0x20..0x24].copy_from_slice(&fa.to_le_bytes());
+        v
+    }
+
+    fn data() -> Vec<u8> {
+        attr(attr_type::DATA, true, &[])
     }
 
     #[test]
-    fn fixups_roundtrip_and_detect_tears() {
-        let mut rec = vec![0u8; 1024];
-        rec[0..4].copy_from_slice(b"FILE");
-        rec[4..6].copy_from_slice(&0x30u16.to_le_bytes());
-        rec[6..8].copy_from_slice(&3u16.to_le_bytes());
-        rec[510] = 0xAA;
-        rec[1022] = 0xBB;
-        let plain = rec.clone();
-        refix(&mut rec);
-        assert_eq!(le16(&rec, 510), le16(&rec, 0x30));
-        let p = Path::new("x");
-        let mut back = rec.clone();
-        unfix(&mut back, p, 0).unwrap();
-        assert_eq!(&back[..0x30], &plain[..0x30]);
-        assert_eq!(back[510], 0xAA);
-        assert_eq!(back[1022], 0xBB);
-        rec[1022] ^= 1;
-        let e = unfix(&mut rec, p, 4096).unwrap_err().to_string();
-        assert!(e.contains("0x13fe") && e.contains("mismatch"), "{e}");
+    fn data_attr_of_a_plain_file() {
+        let si = attr(
+            attr_type::STANDARD_INFORMATION,
+            false,
+            &standard_information(0x20),
+        );
+        let rec = record(&[
+            si.clone(),
+            attr(attr_type::FILE_NAME, false, &file_name("x")),
+            data(),
+        ]);
+        let d = data_attr(&rec, Path::new("v"), 4096).unwrap();
+        assert_eq!(
+            d.runs,
+            [Run {
+                vcn: 0,
+                lcn: Some(0x40),
+                len: 2
+            }]
+        );
+        assert_eq!(
+            (d.allocated_size, d.data_size, d.initialized_size),
+            (8192, 5000, 0)
+        );
+        let data_at = 0x38 + si.len() + 0x18 + 0x48;
+        assert_eq!(d.init_field, data_at + 0x38);
     }
 
-    #[test]
-    fn boot_sector_checks() {
-        let mut s = [0u8; 512];
-        assert!(parse_boot(&s, Path::new("v"))
+    fn with(f: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<u8> {
+        let mut attrs = vec![
+            attr(
+                attr_type::STANDARD_INFORMATION,
+                false,
+                &standard_information(0),
+            ),
+            data(),
+        ];
+        f(&mut attrs);
+        record(&attrs)
+    }
+
+    #[rstest]
+    #[case::attribute_list(with(|a| a.insert(1, attr(attr_type::ATTRIBUTE_LIST, false, &[0; 8]))), "$ATTRIBUTE_LIST")]
+    #[case::sparse_file(with(|a| a[0] = attr(attr_type::STANDARD_INFORMATION, false, &standard_information(0x200))), "sparse/compressed/encrypted")]
+    #[case::encrypted_file(with(|a| a[0] = attr(attr_type::STANDARD_INFORMATION, false, &standard_information(0x4000))), "sparse/compressed/encrypted")]
+    #[case::resident_data(with(|a| a[1] = attr(attr_type::DATA, false, b"tiny")), "resident")]
+    #[case::compressed_data(with(|a| a[1][0x0C] = 1), "flags 0x0001")]
+    #[case::sparse_data(with(|a| a[1][0x0D] = 0x80), "flags 0x8000")]
+    #[case::starts_past_vcn_0(with(|a| a[1][0x10] = 1), "VCN 1")]
+    #[case::bad_runs(with(|a| a[1][0x42] = 0xF0), "run offset")]
+    #[case::no_data(with(|a| { a.pop(); }), "no unnamed $DATA")]
+    #[case::not_in_use({ let mut r = with(|_| {}); r[0x16] = 0; r }, "not in use")]
+    fn data_attr_refusals(#[case] rec: Vec<u8>, #[case] why: &str) {
+        let e = data_attr(&rec, Path::new("v.ntfs"), 8192)
             .unwrap_err()
-            .to_string()
-            .contains("OEM"));
-        s[3..11].copy_from_slice(b"NTFS    ");
-        s[0x0B..0x0D].copy_from_slice(&512u16.to_le_bytes());
-        s[0x0D] = 8;
-        s[0x30..0x38].copy_from_slice(&4u64.to_le_bytes());
-        s[0x40] = 0xF6; // -10 -> 1024
-        let g = parse_boot(&s, Path::new("v")).unwrap();
-        assert_eq!((g.cluster_size, g.record_size, g.mft_lcn), (4096, 1024, 4));
+            .to_string();
+        assert!(
+            e.contains(why) && e.contains("v.ntfs") && e.contains("NTFS at byte 0x2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn file_name_sizes_are_set_in_every_file_name() {
+        let fa = attr(attr_type::FILE_NAME, false, &file_name("hyperV.vhd"));
+        let fb = attr(attr_type::FILE_NAME, false, &file_name("HYPERV~1.VHD"));
+        let mut rec = record(&[fa.clone(), fb, data()]);
+        assert_eq!(set_file_name_sizes(&mut rec, 0, 8192, 5000).unwrap(), 2);
+        for v in [0x38 + 0x18, 0x38 + fa.len() + 0x18] {
+            assert_eq!(le64(&rec, v + 0x28), 8192);
+            assert_eq!(le64(&rec, v + 0x30), 5000);
+        }
+        // a $FILE_NAME too short for its name: an error, nothing written
+        let mut bad = file_name("x");
+        bad[0x40] = 40;
+        let mut rec = record(&[
+            attr(attr_type::FILE_NAME, false, &file_name("a")),
+            attr(attr_type::FILE_NAME, false, &bad),
+        ]);
+        let before = rec.clone();
+        assert!(set_file_name_sizes(&mut rec, 0, 1, 1).is_err());
+        assert_eq!(rec, before);
+    }
+
+    #[test]
+    fn index_node_entries_of_the_inode_are_patched() {
+        // index header at 0: entries at 0x10, then entries for records 70 and 71 and the end
+        let mut node = vec![0u8; 0x10 + 2 * 0x58 + 0x10];
+        node[0..4].copy_from_slice(&0x10u32.to_le_bytes());
+        let n = node.len() as u32;
+        node[4..8].copy_from_slice(&n.to_le_bytes());
+        for (i, rec) in [70u64, 71].iter().enumerate() {
+            let e = 0x10 + i * 0x58;
+            node[e..e + 8].copy_from_slice(&(rec | (3 << 48)).to_le_bytes());
+            node[e + 8..e + 10].copy_from_slice(&0x58u16.to_le_bytes());
+            node[e + 10..e + 12].copy_from_slice(&0x44u16.to_le_bytes());
+            node[e + 0x48..e + 0x4C].copy_from_slice(&0x20u32.to_le_bytes());
+        }
+        let end = 0x10 + 2 * 0x58;
+        node[end + 8] = 0x10;
+        node[end + 12] = INDEX_ENTRY_END as u8;
+        assert_eq!(patch_index_node(&mut node, 0, 71, 0x6), 1);
+        assert_eq!(le32(&node, 0x10 + 0x48), 0x20);
+        assert_eq!(le32(&node, 0x10 + 0x58 + 0x48), 0x26);
+        assert_eq!(patch_index_node(&mut node, 0, 72, 0x6), 0);
+        assert_eq!(patch_index_node(&mut node[..4], 0, 71, 0x6), 0);
     }
 }
