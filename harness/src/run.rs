@@ -198,7 +198,12 @@ pub fn run(spec: &RunSpec, failed: &dyn Fn(&RunOutput) -> bool) -> Result<RunOut
     let accel = match spec.accel.unwrap_or(spec.machine.accel) {
         AccelChoice::Kvm => Accel::Kvm,
         AccelChoice::Tcg => Accel::Tcg,
-        AccelChoice::Auto => accel::detect(&source)?,
+        AccelChoice::Auto => match accel::detect(&source)? {
+            // A guest under KVM sees VT-x/AMD-V only through nested virtualization: where the
+            // host's KVM does not offer it, HOST-VT could not pass, so the scenario runs on TCG.
+            Accel::Kvm if spec.machine.cpu.vt && !accel::kvm_offers_nested_vt() => Accel::Tcg,
+            a => a,
+        },
     };
     let argv = spec
         .machine

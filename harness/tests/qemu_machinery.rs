@@ -352,3 +352,31 @@ fn qemu_refusing_the_command_line_is_reported_with_its_stderr() {
     );
     assert!(gone(out.pid));
 }
+
+/// SeaBIOS under kvm_pvm crawls instead of failing (qemu.md §5): the race measures both
+/// accelerators on a small disk and picks TCG here; on a host whose KVM runs the firmware
+/// it picks KVM only when KVM kept up.
+#[test]
+fn qemu_bios_race_measures_both_and_never_picks_a_crawling_kvm() {
+    let src = ufd_harness::firmware::discover(FirmwareKind::Seabios, None).unwrap();
+    let race = ufd_harness::accel::bios_race(&src).unwrap();
+    let tcg = race
+        .tcg
+        .expect("SeaBIOS under TCG boots the race sector and it prints UFD on COM1");
+    eprintln!("BIOS race: {race:?} -> {:?}", race.choice());
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    if !ufd_harness::accel::kvm_available() {
+        assert_eq!(race.kvm, None);
+    }
+    if ufd_harness::accel::kvm_available() && pvm {
+        assert_eq!(race.choice(), Accel::Tcg, "{race:?}");
+        assert_eq!(ufd_harness::accel::detect(&src).unwrap(), Accel::Tcg);
+    }
+    if race.choice() == Accel::Kvm {
+        let kvm = race.kvm.unwrap();
+        assert!(
+            kvm <= ufd_harness::accel::BiosRace::kvm_limit(tcg),
+            "{race:?}"
+        );
+    }
+}
