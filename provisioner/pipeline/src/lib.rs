@@ -1690,9 +1690,29 @@ struct BootOutcome {
     skipped: Vec<String>,
 }
 
-/// Copy a host directory tree (the fonts go to both `\Boot\Fonts` and the ESP for `Both`).
+/// Create `root/rel` (components separated by `/`) one level at a time below `root`, which
+/// must exist. Unlike `create_dir_all` it never recreates a missing `root`: the scratch
+/// directory that the interrupt handler ([`stale::remove_scratch_on_signal`]) has just removed
+/// stays removed, and the pipeline thread fails with `NotFound` instead.
+fn create_dirs_below(root: &Path, rel: &str) -> std::io::Result<PathBuf> {
+    let mut p = root.to_path_buf();
+    for part in rel.split('/').filter(|c| !c.is_empty()) {
+        p.push(part);
+        match std::fs::create_dir(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Copy a host directory tree (the fonts go to both `\Boot\Fonts` and the ESP for `Both`);
+/// `dst`'s parent must exist (see [`create_dirs_below`]).
 fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dst)?;
+    match std::fs::create_dir(dst) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;
         let to = dst.join(entry.file_name());
@@ -1837,8 +1857,7 @@ fn bcdboot(
         }
         // Staging tree = the partition root as bcdboot leaves it (formats.md §3 [S]).
         let stage = scratch.join("stage");
-        let boot = stage.join("Boot");
-        std::fs::create_dir_all(&boot).map_err(|e| io(&boot, e))?;
+        let boot = create_dirs_below(scratch, "stage/Boot").map_err(|e| io(&stage, e))?;
         let bootmgr = pcat.join("bootmgr");
         std::fs::rename(&bootmgr, stage.join("bootmgr")).map_err(|e| io(&bootmgr, e))?;
         files.push("\\bootmgr".to_string());
@@ -1908,10 +1927,10 @@ fn bcdboot(
             );
         }
         let stage = scratch.join("esp-stage");
-        let mb = stage.join("EFI/Microsoft/Boot");
-        let fallback = stage.join("EFI/BOOT");
-        std::fs::create_dir_all(&mb).map_err(|e| io(&mb, e))?;
-        std::fs::create_dir_all(&fallback).map_err(|e| io(&fallback, e))?;
+        let mb = create_dirs_below(scratch, "esp-stage/EFI/Microsoft/Boot")
+            .map_err(|e| io(&stage, e))?;
+        let fallback =
+            create_dirs_below(scratch, "esp-stage/EFI/BOOT").map_err(|e| io(&stage, e))?;
         let bootmgfw = efi_src.join("bootmgfw.efi");
         let bootx64 = fallback.join("BOOTX64.EFI");
         std::fs::copy(&bootmgfw, &bootx64).map_err(|e| io(&bootmgfw, e))?;

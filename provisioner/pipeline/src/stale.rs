@@ -245,11 +245,19 @@ pub fn remove_scratch_on_signal(out: &Path) -> io::Result<()> {
                 }
             };
             let mut stopped = Vec::new();
-            // Twice: a tool started while the first scan ran (the pipeline was between
-            // tools) is caught by the second.
-            for _ in 0..2 {
+            // Until the directory is gone: the pipeline thread is not stopped (it is this
+            // process) and may be between tools, creating or renaming a file in the scratch
+            // directory while it is removed (`remove_dir_all` then fails with ENOTEMPTY), or
+            // starting a tool that the next scan catches. Once the directory itself is gone,
+            // nothing recreates it: the pipeline creates it only at the start. Bounded (2 s).
+            for _ in 0..200 {
                 stop(&mut stopped);
                 let _ = std::fs::remove_dir_all(&scratch);
+                if std::fs::symlink_metadata(&scratch).is_err() {
+                    stop(&mut stopped);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
             for &pid in &stopped {
                 // SAFETY: kill(2) on our own child (SIGKILL also ends a stopped process).
