@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
+use ufd_provision::stale;
+
 /// Default `--cache-budget`: allocated bytes of cached images kept after a run. The full
 /// scenario set (26 scenarios, 17 distinct recipes) allocates about 2 GB.
 pub const DEFAULT_BUDGET: u64 = 8 << 30;
@@ -113,11 +115,22 @@ pub fn prune(dir: &Path, keep: &HashSet<PathBuf>, budget: u64) -> std::io::Resul
         let entry = entry?;
         let path = entry.path();
         if let Some(pid) = partial_owner(&path) {
-            // Left by a run that was killed while provisioning: nobody will finish it.
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let allocated = entry.metadata().map_or(0, |m| m.blocks() * 512);
+            // Left by a run that was killed while provisioning: nobody will finish it. The
+            // same two guards as the provisioner's own scratch directories (`stale`): the PID
+            // is gone, and nothing wrote the file for `MIN_IDLE` (a run in another PID
+            // namespace sharing the cache).
+            let idle = entry.metadata().ok().filter(|m| {
+                m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= stale::MIN_IDLE)
+            });
+            if let Some(meta) = idle.filter(|_| !stale::pid_alive(pid)) {
                 if fs::remove_file(&path).is_ok() {
-                    removed.push(Removed { path, allocated });
+                    removed.push(Removed {
+                        path,
+                        allocated: meta.blocks() * 512,
+                    });
                 }
             }
             continue;
@@ -214,15 +227,26 @@ mod tests {
         let out = d.path().join("x.img");
         let mine = partial_path(&out);
         fs::write(&mine, b"in progress").unwrap();
-        // pid_max is at most 2^22 on Linux: this process cannot exist.
-        let dead = d.path().join(format!("x.img{PARTIAL_SUFFIX}4294967295"));
+        // pid_max is at most 2^22 on Linux: PID 2^22 cannot exist.
+        let dead = d.path().join(format!("x.img{PARTIAL_SUFFIX}4194304"));
         fs::write(&dead, b"abandoned").unwrap();
+        // Same dead PID, but written just now: it could belong to another PID namespace.
+        let recent = d.path().join(format!("y.img{PARTIAL_SUFFIX}4194304"));
+        fs::write(&recent, b"maybe in progress").unwrap();
+        for p in [&mine, &dead] {
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(SystemTime::now() - stale::MIN_IDLE * 2)
+                .unwrap();
+        }
         let unrelated = d.path().join(format!("notes{PARTIAL_SUFFIX}1"));
         fs::write(&unrelated, b"not an image").unwrap();
         let removed = prune(d.path(), &HashSet::new(), u64::MAX).unwrap();
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].path, dead);
-        assert!(mine.exists() && unrelated.exists() && !dead.exists());
+        assert!(mine.exists() && unrelated.exists() && recent.exists() && !dead.exists());
     }
 
     #[test]
