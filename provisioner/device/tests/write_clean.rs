@@ -12,14 +12,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rstest::rstest;
-use ufd_device::loopdev::{attach, AttachOptions};
-use ufd_device::safety::open_exclusive;
 use ufd_device::write::{
     write_image, WriteError, WriteOptions, WriteSummary, HEAD_BYTES, INTERRUPTED_STATE, TAIL_BYTES,
 };
 use ufd_formats::mbr::{Geometry, Mbr, PartitionEntry};
 
-const MIB: u64 = 1 << 20;
+mod common;
+use common::{dirty_target, loop_target, opts, read_at, MIB};
 const IMAGE: u64 = 32 * MIB;
 
 /// Run a tool from Debian `package`, failing loudly when it is missing; its stdout.
@@ -68,15 +67,7 @@ fn signatures(dev: &Path) -> Vec<String> {
 /// A used stick: `size` bytes of 0xAA with a GPT (protective MBR, primary and backup header
 /// and entries, one partition from LBA 2048 to the end) written by sfdisk.
 fn gpt_stick(path: &Path, size: u64) {
-    let f = File::create(path).unwrap();
-    let junk = vec![0xAAu8; MIB as usize];
-    let mut off = 0;
-    while off < size {
-        let n = (size - off).min(MIB) as usize;
-        f.write_all_at(&junk[..n], off).unwrap();
-        off += n as u64;
-    }
-    drop(f);
+    drop(dirty_target(path, size));
     tool(
         "sfdisk",
         "fdisk",
@@ -114,19 +105,6 @@ fn image(dir: &Path) -> PathBuf {
     p
 }
 
-fn read_at(f: &File, off: u64, n: u64) -> Vec<u8> {
-    let mut b = vec![0u8; n as usize];
-    f.read_exact_at(&mut b, off).unwrap();
-    b
-}
-
-fn opts() -> WriteOptions {
-    WriteOptions {
-        flush_every: MIB,
-        ..WriteOptions::default()
-    }
-}
-
 /// The summary's bytes add up to the target, and what was verified is what was written.
 fn assert_accounted(s: &WriteSummary) {
     assert_eq!(
@@ -145,15 +123,7 @@ fn no_gpt_survives_on_a_real_loop_device(#[case] stick: u64) {
     let img = image(d.path());
     let backing = d.path().join("stick.img");
     gpt_stick(&backing, stick);
-    let ld = attach(
-        &backing,
-        AttachOptions {
-            partitions: false,
-            ..AttachOptions::default()
-        },
-    )
-    .unwrap();
-    let dev = open_exclusive(ld.path()).unwrap();
+    let (ld, dev) = loop_target(&backing);
     let s = write_image(
         &img,
         &dev,

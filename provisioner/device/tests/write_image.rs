@@ -9,13 +9,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rstest::rstest;
-use ufd_device::loopdev::{attach, AttachOptions};
-use ufd_device::safety::open_exclusive;
 use ufd_device::write::{
     write_image, Phase, Progress, WriteError, WriteOptions, HEAD_BYTES, INTERRUPTED_STATE,
 };
 
-const MIB: u64 = 1 << 20;
+mod common;
+use common::{dirty_target, loop_target, opts, read_at, MIB};
 const SIZE: u64 = 64 * MIB;
 
 /// A sparse 64 MiB image: an MBR-like sector 0, 3 MiB of data at 1 MiB, 64 KiB at 40 MiB and a
@@ -42,35 +41,6 @@ fn image(dir: &Path) -> (PathBuf, Vec<(u64, Vec<u8>)>) {
         f.write_all_at(data, *off).unwrap();
     }
     (p, parts)
-}
-
-/// A target file full of 0xAA (not sparse), as a used stick would be.
-fn dirty_target(path: &Path, size: u64) -> File {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    let junk = vec![0xAAu8; MIB as usize];
-    for i in 0..size / MIB {
-        f.write_all_at(&junk, i * MIB).unwrap();
-    }
-    f
-}
-
-fn read_at(f: &File, off: u64, n: usize) -> Vec<u8> {
-    let mut b = vec![0u8; n];
-    f.read_exact_at(&mut b, off).unwrap();
-    b
-}
-
-fn opts() -> WriteOptions {
-    WriteOptions {
-        flush_every: MIB,
-        ..WriteOptions::default()
-    }
 }
 
 #[rstest]
@@ -105,13 +75,13 @@ fn writes_data_extents_and_keeps_or_zeroes_holes(#[case] zero_holes: bool) {
     assert_eq!(s.verified_bytes, data + cleared);
     for (off, bytes) in &parts {
         assert_eq!(
-            &read_at(&target, *off, bytes.len()),
+            &read_at(&target, *off, bytes.len() as u64),
             bytes,
             "extent at {off}"
         );
     }
     // LBA 1-33 are always written (zeros from the image's hole).
-    assert!(read_at(&target, 512, (HEAD_BYTES - 512) as usize)
+    assert!(read_at(&target, 512, HEAD_BYTES - 512)
         .iter()
         .all(|&b| b == 0));
     let in_hole = read_at(&target, 20 * MIB, 4096);
@@ -121,7 +91,7 @@ fn writes_data_extents_and_keeps_or_zeroes_holes(#[case] zero_holes: bool) {
             (s.zeroed_bytes, s.skipped_bytes),
             (SIZE - data - cleared, 0)
         );
-        assert_eq!(fs::read(&img).unwrap(), read_at(&target, 0, SIZE as usize));
+        assert_eq!(fs::read(&img).unwrap(), read_at(&target, 0, SIZE));
     } else {
         assert!(in_hole.iter().all(|&b| b == 0xAA), "holes are not written");
         assert_eq!(
@@ -219,15 +189,7 @@ fn a_device_smaller_than_the_image_is_refused_before_writing() {
     let small = d.path().join("small.img");
     let f = dirty_target(&small, 8 * MIB);
     drop(f);
-    let ld = attach(
-        &small,
-        AttachOptions {
-            partitions: false,
-            ..AttachOptions::default()
-        },
-    )
-    .unwrap();
-    let dev = open_exclusive(ld.path()).unwrap();
+    let (ld, dev) = loop_target(&small);
     let name = ld.path().display().to_string();
     let e = write_image(
         &img,
@@ -266,15 +228,7 @@ fn writes_a_real_loop_device(#[case] zero_holes: bool) {
     let (img, _) = image(d.path());
     let backing = d.path().join("stick.img");
     drop(dirty_target(&backing, SIZE));
-    let ld = attach(
-        &backing,
-        AttachOptions {
-            partitions: false,
-            ..AttachOptions::default()
-        },
-    )
-    .unwrap();
-    let dev = open_exclusive(ld.path()).unwrap();
+    let (ld, dev) = loop_target(&backing);
     let s = write_image(
         &img,
         &dev,
