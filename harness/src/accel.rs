@@ -136,32 +136,7 @@ fn probe_kvm(firmware: &FirmwareSource) -> Result<Accel> {
     .collect();
     argv.push("-qmp".into());
     argv.push(format!("unix:{},server=on,wait=off", sock.display()));
-    match &files {
-        FirmwareFiles::Builtin => {}
-        FirmwareFiles::Pflash { code, vars } => {
-            argv.push("-drive".into());
-            argv.push(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                code.display()
-            ));
-            argv.push("-drive".into());
-            argv.push(format!(
-                "if=pflash,format=raw,unit=1,file={}",
-                vars.display()
-            ));
-        }
-        FirmwareFiles::PflashSingle { image } => {
-            argv.push("-drive".into());
-            argv.push(format!(
-                "if=pflash,format=raw,unit=0,file={}",
-                image.display()
-            ));
-        }
-        FirmwareFiles::Bios { image } => {
-            argv.push("-bios".into());
-            argv.push(image.display().to_string());
-        }
-    }
+    argv.extend(files.argv());
     let mut q = Qemu::spawn(&argv, &dir.path().join("stderr.log"))?;
     let start = Instant::now();
     let deadline = start + PROBE_WINDOW + Duration::from_secs(5);
@@ -292,10 +267,7 @@ fn time_to_boot(
         "-device".into(),
         "ide-hd,drive=race,bus=ide.0".into(),
     ];
-    if let FirmwareFiles::Bios { image } = files {
-        argv.push("-bios".into());
-        argv.push(image.display().to_string());
-    }
+    argv.extend(files.argv());
     let mut q = Qemu::spawn(&argv, &dir.join(format!("stderr-{name}.log")))?;
     let start = Instant::now();
     loop {

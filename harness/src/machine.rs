@@ -242,6 +242,30 @@ pub enum FirmwareFiles {
     Bios { image: PathBuf },
 }
 
+impl FirmwareFiles {
+    /// The QEMU arguments that load this firmware (used by every VM the harness starts:
+    /// scenario runs and the accelerator probes).
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            FirmwareFiles::Builtin => Vec::new(),
+            FirmwareFiles::Pflash { code, vars } => vec![
+                "-drive".into(),
+                format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    code.display()
+                ),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ],
+            FirmwareFiles::PflashSingle { image } => vec![
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=0,file={}", image.display()),
+            ],
+            FirmwareFiles::Bios { image } => vec!["-bios".into(), image.display().to_string()],
+        }
+    }
+}
+
 /// Per-run file locations that appear on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunPaths {
@@ -434,31 +458,8 @@ impl Machine {
             &format!("unix:{},server=on,wait=off", paths.qmp_socket.display()),
         ]);
         push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-        match firmware {
-            FirmwareFiles::Builtin => {}
-            FirmwareFiles::Pflash { code, vars } => {
-                push(&[
-                    "-drive",
-                    &format!(
-                        "if=pflash,format=raw,unit=0,readonly=on,file={}",
-                        code.display()
-                    ),
-                ]);
-                push(&[
-                    "-drive",
-                    &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
-                ]);
-            }
-            FirmwareFiles::PflashSingle { image } => {
-                push(&[
-                    "-drive",
-                    &format!("if=pflash,format=raw,unit=0,file={}", image.display()),
-                ]);
-            }
-            FirmwareFiles::Bios { image } => {
-                push(&["-bios", &image.display().to_string()]);
-            }
-        }
+        let fw = firmware.argv();
+        push(&fw.iter().map(String::as_str).collect::<Vec<_>>());
         push(&[
             "-blockdev",
             &format!(
